@@ -1,0 +1,141 @@
+"""Per-question stage: budget, cross-modal query, STC, prompt, embeddings (SPEC steps 6-9).
+
+Two prompt lengths appear, as in the reference (`prepare_inputs_labels_for_multimodal`):
+the pruning and regime decisions count the prompt's ids with the video placeholder,
+the token budget counts the text tokens alone.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from kernels.stc import CHUNK, stc
+from models.connector import unpad_extent
+from models.encode import prune_threshold, unpad_size
+from models.encoded import EncodedVideo
+from models.model import LongVU
+from models.prompt import IMAGE_TOKEN_INDEX, prompt_ids
+
+
+class PromptTooLongError(ValueError):
+    pass
+
+
+@dataclass
+class BuiltInputs:
+    input_ids: torch.Tensor  # [T] the prompt, IMAGE_TOKEN_INDEX where the video goes
+    inputs_embeds: torch.Tensor  # [1, L, H] what the LLM receives
+    frame_indices: torch.Tensor  # [F] sampled-frame indices of the frames used
+    regime: str  # SPEC step 6: "high" | "query" | "stc"
+    stc_applied: bool
+    visual_tokens_before: int  # at the regime's resolution, before the query / STC
+    visual_tokens_after: int
+    highres_frames: int  # frames at 12x12 in the query regime (all frames otherwise)
+
+    @property
+    def prompt_tokens(self) -> int:
+        return int(self.inputs_embeds.shape[1])
+
+
+def frame_tokens(model: LongVU, features: torch.Tensor, side: int, size: tuple[int, int]) -> torch.Tensor:
+    """SVA features [F, side*side, C] -> LLM tokens [F, rows * (cols + 1), H]: project,
+    cut the padding away, add the newline token after every row."""
+    grid = model.connector.project(features).view(features.shape[0], side, side, -1)
+    rows, cols = unpad_extent(side, side, size)
+    cut = grid[:, rows, cols]
+    if cut.shape[1] == 0 or cut.shape[2] == 0:  # the reference falls back to the whole map
+        cut = grid
+    newline = model.connector.image_newline.view(1, 1, 1, -1).expand(cut.shape[0], cut.shape[1], 1, -1)
+    return torch.cat([cut, newline.to(cut.dtype)], dim=2).flatten(1, 2)
+
+
+def lowres(features: torch.Tensor, side: int, low: int) -> torch.Tensor:
+    """[F, side*side, C] -> [F, low*low, C], bilinear in float32."""
+    f, _, c = features.shape
+    grid = features.permute(0, 2, 1).reshape(f, c, side, side).float()
+    out = F.interpolate(grid, size=(low, low), mode="bilinear", align_corners=False)
+    return out.to(features.dtype).permute(0, 2, 3, 1).reshape(f, low * low, c)
+
+
+def query_select(hi: torch.Tensor, lo: torch.Tensor, text: torch.Tensor, k: int) -> tuple[torch.Tensor, int]:
+    """Cross-modal query (SPEC step 7): the k frames whose low-resolution tokens have the
+    largest mean dot product with the text after the video go up to high resolution."""
+    visual = lo.flatten(0, 1)
+    sim = (visual.float() @ text.float().T).mean(dim=-1)
+    frame_score = sim.view(lo.shape[0], -1).mean(dim=-1)
+    k = min(k, lo.shape[0])
+    top = set(torch.topk(frame_score, k).indices.tolist())
+    return torch.cat([hi[i] if i in top else lo[i] for i in range(lo.shape[0])]), len(top)
+
+
+def compress(frames: torch.Tensor, budget: int, threshold: float) -> torch.Tensor:
+    """STC (SPEC step 8) then the reference's even cut of every chunk to the budget."""
+    keep, kept = stc(frames, threshold, CHUNK)
+    per_chunk = [int(chunk.sum()) for chunk in keep.sum(dim=1).split(CHUNK)]
+    if kept.shape[0] > budget:
+        force = math.ceil((kept.shape[0] - budget) / len(per_chunk))
+        kept = torch.cat([piece[:-force] for piece in kept.split(per_chunk)])
+    return kept[:budget]
+
+
+@torch.inference_mode()
+def build_inputs(model: LongVU, encoded: EncodedVideo, question: str) -> BuiltInputs:
+    cfg = model.config
+    ids = prompt_ids(model.tokenizer, cfg, question)
+    image_at = ids.index(IMAGE_TOKEN_INDEX)
+    max_len, reserve = cfg.tokenizer_model_max_length, cfg.inference_max_length
+    budget = max_len - reserve - (len(ids) - 1)
+    if budget < 1:
+        raise PromptTooLongError(f"the question leaves no room for the video ({len(ids)} prompt tokens)")
+
+    features, frame_indices = encoded.features, encoded.frame_indices
+    if not encoded.pruned and encoded.frames_sampled >= prune_threshold(model, len(ids)):
+        features, frame_indices = features[encoded.dino_keep], frame_indices[encoded.dino_keep]
+    features = features.to(model.device, model.dtype)
+    n = features.shape[0]
+
+    room = max_len - len(ids) - reserve
+    high_only = n < max(1, room // cfg.image_token_len)
+    stc_regime = n > max(1, room // cfg.lowres_token**2)
+    query_regime = cfg.highres and cfg.image_token_len > cfg.lowres_token**2 and not (high_only or stc_regime)
+
+    size = unpad_size(encoded.width, encoded.height, encoded.size_quirk)
+    side = cfg.query_side
+    hi = frame_tokens(model, features, side, size)
+    text_ids = torch.tensor([i for i in ids if i != IMAGE_TOKEN_INDEX], device=model.device)
+    text = model.embed(text_ids)
+    text_before, text_after = text[:image_at], text[image_at:]
+
+    frames, highres_frames, mixed = hi, n, False
+    if query_regime:
+        shrink = side / cfg.lowres_token
+        low_size = (int(size[0] / shrink), int(size[1] / shrink))
+        lo = frame_tokens(model, lowres(features, side, cfg.lowres_token), cfg.lowres_token, low_size)
+        frames, highres_frames = lo, 0
+        room_left = budget - lo.shape[0] * lo.shape[1]
+        step = hi.shape[1] - lo.shape[1]
+        if room_left > 0 and step > 0 and room_left // step >= 1:
+            visual, highres_frames = query_select(hi, lo, text_after, room_left // step)
+            mixed = True
+    before = frames.shape[0] * frames.shape[1]
+    stc_applied = not mixed and before > budget
+    if stc_applied:
+        visual = compress(frames, budget, cfg.drop_threshold)
+    elif not mixed:
+        visual = frames.flatten(0, 1)
+
+    embeds = torch.cat([text_before, visual.to(text.dtype), text_after])[:max_len]
+    return BuiltInputs(
+        input_ids=torch.tensor(ids, dtype=torch.int64),
+        inputs_embeds=embeds.unsqueeze(0),
+        frame_indices=frame_indices,
+        regime="query" if query_regime else ("stc" if stc_regime else "high"),
+        stc_applied=stc_applied,
+        visual_tokens_before=before,
+        visual_tokens_after=int(visual.shape[0]),
+        highres_frames=highres_frames,
+    )

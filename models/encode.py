@@ -1,0 +1,157 @@
+"""Per-video stage: frames -> DINO pruning -> SigLIP -> SVA features (SPEC steps 2-5).
+
+Frames stream through in batches of whole DINO windows; only the small per-frame SVA
+outputs outlive a batch, so peak memory does not grow with the video's length.
+
+Whether DINO pruning applies depends on the prompt length (SPEC step 4), which a
+cached video does not know. A video with at least `always_prune_from` sampled frames
+is pruned for any prompt, so it is pruned here. A shorter video keeps the features
+of every frame together with the DINO keep mask, and `build_inputs` applies the mask
+when the question is long enough to call for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import torch
+
+from kernels.dino_prune import WINDOW, window_prune
+from models.connector import sva_attention_mask
+from models.encoded import EncodedVideo
+from models.frames import Frame
+from models.model import LongVU
+from models.preprocess import DINO, SIGLIP
+
+MAX_FRAMES = 400  # the reference's cap on frames surviving DINO pruning
+FRAMES_PER_BATCH = 4 * WINDOW
+
+
+class EmptyVideoError(ValueError):
+    pass
+
+
+def tokens_per_frame_for_pruning(model: LongVU) -> int:
+    cfg = model.config
+    return cfg.lowres_token**2 if cfg.highres else cfg.image_token_len
+
+
+def prune_threshold(model: LongVU, text_len: int) -> int:
+    """Frame count from which DINO pruning applies for a prompt of `text_len` tokens."""
+    cfg = model.config
+    room = cfg.tokenizer_model_max_length - text_len - cfg.inference_max_length
+    return max(1, room // tokens_per_frame_for_pruning(model))
+
+
+def always_prune_from(model: LongVU) -> int:
+    return prune_threshold(model, text_len=1)
+
+
+def unpad_size(width: int, height: int, size_quirk: bool) -> tuple[int, int]:
+    """The (width, height) the reference's un-padding reads. It is handed the frame's
+    (height, width), so with the quirk a wide frame is treated as tall (SPEC step 10)."""
+    return (height, width) if size_quirk else (width, height)
+
+
+def cap_indices(n: int, cap: int = MAX_FRAMES) -> list[int]:
+    if n <= cap:
+        return list(range(n))
+    step = n / float(cap)
+    return [int(step * i) for i in range(cap)]
+
+
+class _Accumulator:
+    def __init__(self) -> None:
+        self.features: list[torch.Tensor] = []
+        self.indices: list[int] = []
+        self.times: list[float] = []
+        self.keep: list[bool] = []
+
+    def add(self, features: torch.Tensor, frames: list[Frame], keep: list[bool]) -> None:
+        self.features.extend(row.clone() for row in features.unbind(0))
+        self.indices.extend(f.index for f in frames)
+        self.times.extend(f.pts_s for f in frames)
+        self.keep.extend(keep)
+
+    def select(self, rows: list[int]) -> None:
+        self.features = [self.features[i] for i in rows]
+        self.indices = [self.indices[i] for i in rows]
+        self.times = [self.times[i] for i in rows]
+        self.keep = [self.keep[i] for i in rows]
+
+
+@torch.inference_mode()
+def encode_video(
+    model: LongVU,
+    frames: Iterable[Frame],
+    *,
+    size_quirk: bool = True,
+    duration_s: float | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> EncodedVideo:
+    """`progress` is called with the presentation time reached, after every batch."""
+    cfg = model.config
+    prune_from = always_prune_from(model)
+    held = _Accumulator()
+    sampled = 0
+    survived = 0
+    width = height = 0
+    last_pts = 0.0
+    mask: torch.Tensor | None = None
+
+    def run_batch(batch: list[Frame]) -> None:
+        nonlocal sampled, survived, mask
+        rgbs = [f.rgb for f in batch]
+        dino = model.towers.encode_dino(DINO(rgbs).to(model.device))
+        keep = torch.cat([
+            window_prune(dino[i : i + WINDOW], cfg.dino_threshold)[0]
+            for i in range(0, len(batch), WINDOW)
+        ]).tolist()
+        survived += sum(keep)
+        sampled += len(batch)
+        pruning = sampled >= prune_from
+        if pruning and not all(held.keep):
+            held.select([i for i, k in enumerate(held.keep) if k])
+        rows = [i for i, k in enumerate(keep) if k or not pruning]
+        if not rows:
+            return
+        siglip = model.towers.encode_siglip(SIGLIP([rgbs[i] for i in rows]).to(model.device))
+        if mask is None:
+            mask = sva_attention_mask(cfg.aux_side, cfg.query_side, unpad_size(width, height, size_quirk))
+        features = model.connector.aggregate(siglip, dino[rows], mask)
+        held.add(features.cpu(), [batch[i] for i in rows], [keep[i] for i in rows])
+
+    batch: list[Frame] = []
+    for frame in frames:
+        if not width:
+            height, width = frame.rgb.shape[:2]
+        batch.append(frame)
+        last_pts = frame.pts_s
+        if len(batch) == FRAMES_PER_BATCH:
+            run_batch(batch)
+            batch = []
+            if progress:
+                progress(last_pts)
+    if batch:
+        run_batch(batch)
+    if sampled == 0:
+        raise EmptyVideoError("the video has no decodable frames")
+    pruned = sampled >= prune_from
+    if pruned:
+        held.select(cap_indices(len(held.features)))
+    if progress:
+        progress(last_pts)
+
+    return EncodedVideo(
+        features=torch.stack(held.features),
+        frame_indices=torch.tensor(held.indices, dtype=torch.int64),
+        timestamps=torch.tensor(held.times, dtype=torch.float64),
+        dino_keep=torch.tensor(held.keep, dtype=torch.bool),
+        pruned=pruned,
+        frames_sampled=sampled,
+        frames_survived=survived,
+        width=width,
+        height=height,
+        duration_s=float(duration_s if duration_s is not None else last_pts),
+        size_quirk=size_quirk,
+    )

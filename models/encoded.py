@@ -1,0 +1,68 @@
+"""The per-video result of `encode_video`: what the cache holds.
+
+Serialised as safetensors (tensors) with the scalar fields as JSON in the header
+metadata: no pickle, and the same object always gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, fields
+
+import torch
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save as save_tensors
+
+SCHEMA_VERSION = 1
+_TENSORS = ("features", "frame_indices", "timestamps", "dino_keep")
+_META_KEY = "longvu_encoded"
+
+
+class EncodedFormatError(ValueError):
+    pass
+
+
+@dataclass
+class EncodedVideo:
+    features: torch.Tensor  # [F, Q, C] SVA output (12x12 queries) of the frames held
+    frame_indices: torch.Tensor  # int64 [F]: index among the sampled frames
+    timestamps: torch.Tensor  # float64 [F]: source presentation time, seconds
+    dino_keep: torch.Tensor  # bool [F]: under the DINO threshold (all true once pruned)
+    pruned: bool  # DINO pruning (and the 400 cap) already applied to the frames held
+    frames_sampled: int
+    frames_survived: int  # frames under the DINO threshold, before the cap
+    width: int
+    height: int
+    duration_s: float
+    size_quirk: bool  # the reference's (height, width) frame-size quirk was applied
+
+    @property
+    def frames_kept(self) -> int:
+        return int(self.features.shape[0]) if self.pruned else self.frames_sampled
+
+    @property
+    def nbytes(self) -> int:
+        return sum(getattr(self, name).nbytes for name in _TENSORS)
+
+    def _meta(self) -> dict[str, object]:
+        meta = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _TENSORS}
+        meta["schema_version"] = SCHEMA_VERSION
+        return meta
+
+    def to_bytes(self) -> bytes:
+        tensors = {name: getattr(self, name).detach().cpu().contiguous() for name in _TENSORS}
+        return save_tensors(tensors, metadata={_META_KEY: json.dumps(self._meta(), sort_keys=True)})
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "EncodedVideo":
+        try:
+            (header_len,) = struct.unpack("<Q", data[:8])
+            header = json.loads(data[8 : 8 + header_len])
+            meta = json.loads(header["__metadata__"][_META_KEY])
+            tensors = load_tensors(data)
+        except Exception as exc:  # any corruption of the cached bytes
+            raise EncodedFormatError(f"not an encoded video: {exc}") from exc
+        if meta.pop("schema_version", None) != SCHEMA_VERSION:
+            raise EncodedFormatError("encoded video has another schema version")
+        return cls(**{name: tensors[name] for name in _TENSORS}, **meta)

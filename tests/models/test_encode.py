@@ -1,0 +1,77 @@
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from models.encode import EmptyVideoError, always_prune_from, cap_indices, encode_video
+from models.encoded import EncodedFormatError, EncodedVideo
+from models.frames import sample_frames
+from tests.videos import write_video
+
+
+def test_static_video_keeps_only_each_windows_middle_frame(model, static_long_video: Path) -> None:  # type: ignore[no-untyped-def]
+    encoded = encode_video(model, sample_frames(static_long_video))
+    assert encoded.frames_sampled == 150 >= always_prune_from(model)
+    assert encoded.pruned
+    # Windows of 16; the last holds frames 144..149 and its middle is 144 + 3.
+    expected = [start + 8 for start in range(0, 144, 16)] + [147]
+    assert encoded.frame_indices.tolist() == expected
+    assert encoded.timestamps.tolist() == [float(i) for i in expected]
+    assert encoded.features.shape == (len(expected), 144, 64)
+    assert encoded.frames_kept == len(expected) == encoded.frames_survived
+
+
+def test_short_video_keeps_every_frame_and_the_dino_mask(model, short_video: Path) -> None:  # type: ignore[no-untyped-def]
+    seen: list[float] = []
+    encoded = encode_video(model, sample_frames(short_video), progress=seen.append)
+    assert not encoded.pruned
+    assert encoded.frames_sampled == 12 and encoded.features.shape[0] == 12
+    assert encoded.frame_indices.tolist() == list(range(12))
+    assert encoded.dino_keep.dtype == torch.bool and encoded.dino_keep.shape == (12,)
+    assert (encoded.width, encoded.height) == (64, 48)
+    assert seen and seen[-1] == 11.0
+
+
+def test_cap_takes_400_uniformly() -> None:
+    assert cap_indices(399) == list(range(399))
+    picked = cap_indices(1000)
+    assert len(picked) == 400 and picked[:3] == [0, 2, 5] and picked[-1] == 997
+
+
+def test_more_than_400_survivors_are_capped(model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    everything_survives = dataclasses.replace(model, config=dataclasses.replace(model.config, dino_threshold=2.0))
+    video = write_video(tmp_path / "long.mp4", seconds=420, fps=1, width=16, height=16)
+    encoded = encode_video(everything_survives, sample_frames(video))
+    assert encoded.frames_sampled == encoded.frames_survived == 420
+    assert encoded.frame_indices.tolist() == [int(i * 420 / 400) for i in range(400)]
+
+
+def test_features_do_not_depend_on_which_frames_are_kept(model, short_video: Path) -> None:  # type: ignore[no-untyped-def]
+    """SVA is per frame: a frame's features are the same alone or in a batch."""
+    frames = list(sample_frames(short_video))
+    alone = encode_video(model, frames[5:6])
+    together = encode_video(model, frames)
+    assert torch.allclose(alone.features[0], together.features[5], atol=1e-5)
+
+
+def test_round_trip_is_exact_and_byte_stable(model, short_video: Path) -> None:  # type: ignore[no-untyped-def]
+    first = encode_video(model, sample_frames(short_video))
+    data = first.to_bytes()
+    assert encode_video(model, sample_frames(short_video)).to_bytes() == data
+    back = EncodedVideo.from_bytes(data)
+    assert back.to_bytes() == data
+    for field in dataclasses.fields(EncodedVideo):
+        a, b = getattr(first, field.name), getattr(back, field.name)
+        assert torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b, field.name
+
+
+@pytest.mark.parametrize("data", [b"", b"garbage" * 10, b"\x08\x00\x00\x00\x00\x00\x00\x00{}"])
+def test_corrupt_bytes_are_refused(data: bytes) -> None:
+    with pytest.raises(EncodedFormatError):
+        EncodedVideo.from_bytes(data)
+
+
+def test_no_frames_is_an_error(model) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(EmptyVideoError):
+        encode_video(model, iter([]))
