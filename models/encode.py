@@ -1,7 +1,7 @@
 """Per-video stage: frames -> DINO pruning -> SigLIP -> SVA features (SPEC steps 2-5).
 
-Frames stream through in batches of whole DINO windows; only the small per-frame SVA
-outputs outlive a batch, so peak memory does not grow with the video's length.
+Frames stream through in batches of whole DINO windows; pixels and DINO maps live for
+one batch, SVA outputs wait on disk, so peak memory does not grow with the video's length.
 
 Whether DINO pruning applies depends on the prompt length (SPEC step 4), which a
 cached video does not know. A video with at least `always_prune_from` sampled frames
@@ -12,6 +12,9 @@ when the question is long enough to call for it.
 
 from __future__ import annotations
 
+import io
+import math
+import tempfile
 from collections.abc import Callable, Iterable
 
 import torch
@@ -60,24 +63,45 @@ def cap_indices(n: int, cap: int = MAX_FRAMES) -> list[int]:
     return [int(step * i) for i in range(cap)]
 
 
-class _Accumulator:
+class _Spool:
+    """The SVA features of the frames held, spooled to a temporary file: an hour of frames
+    surviving DINO can far outnumber the 400 that stay, and memory must not grow with
+    the video's length. Only the index lists stay in memory."""
+
     def __init__(self) -> None:
-        self.features: list[torch.Tensor] = []
+        self.file = tempfile.TemporaryFile()
+        self.offsets: list[int] = []
         self.indices: list[int] = []
         self.times: list[float] = []
         self.keep: list[bool] = []
+        self.row_shape: tuple[int, ...] = ()
+        self.dtype = torch.float32
 
     def add(self, features: torch.Tensor, frames: list[Frame], keep: list[bool]) -> None:
-        self.features.extend(row.clone() for row in features.unbind(0))
+        self.row_shape, self.dtype = tuple(features.shape[1:]), features.dtype
+        raw = features.detach().cpu().contiguous().view(torch.uint8).numpy()
+        for row in raw:
+            self.offsets.append(self.file.seek(0, io.SEEK_END))
+            self.file.write(row.tobytes())
         self.indices.extend(f.index for f in frames)
         self.times.extend(f.pts_s for f in frames)
         self.keep.extend(keep)
 
     def select(self, rows: list[int]) -> None:
-        self.features = [self.features[i] for i in rows]
+        self.offsets = [self.offsets[i] for i in rows]
         self.indices = [self.indices[i] for i in rows]
         self.times = [self.times[i] for i in rows]
         self.keep = [self.keep[i] for i in rows]
+
+    def stack(self) -> torch.Tensor:
+        row_bytes = math.prod(self.row_shape) * self.dtype.itemsize
+        out = bytearray()
+        for offset in self.offsets:
+            self.file.seek(offset)
+            out += self.file.read(row_bytes)
+        self.file.close()
+        flat = torch.frombuffer(out, dtype=torch.uint8) if out else torch.empty(0, dtype=torch.uint8)
+        return flat.view(self.dtype).view(len(self.offsets), *self.row_shape).clone()
 
 
 @torch.inference_mode()
@@ -92,7 +116,7 @@ def encode_video(
     """`progress` is called with the presentation time reached, after every batch."""
     cfg = model.config
     prune_from = always_prune_from(model)
-    held = _Accumulator()
+    held = _Spool()
     sampled = 0
     survived = 0
     width = height = 0
@@ -119,7 +143,7 @@ def encode_video(
         if mask is None:
             mask = sva_attention_mask(cfg.aux_side, cfg.query_side, unpad_size(width, height, size_quirk))
         features = model.connector.aggregate(siglip, dino[rows], mask)
-        held.add(features.cpu(), [batch[i] for i in rows], [keep[i] for i in rows])
+        held.add(features, [batch[i] for i in rows], [keep[i] for i in rows])
 
     batch: list[Frame] = []
     for frame in frames:
@@ -138,12 +162,12 @@ def encode_video(
         raise EmptyVideoError("the video has no decodable frames")
     pruned = sampled >= prune_from
     if pruned:
-        held.select(cap_indices(len(held.features)))
+        held.select(cap_indices(len(held.offsets)))
     if progress:
         progress(last_pts)
 
     return EncodedVideo(
-        features=torch.stack(held.features),
+        features=held.stack(),
         frame_indices=torch.tensor(held.indices, dtype=torch.int64),
         timestamps=torch.tensor(held.times, dtype=torch.float64),
         dino_keep=torch.tensor(held.keep, dtype=torch.bool),

@@ -1,0 +1,87 @@
+"""The embedded cache for a single process with no Redis: an LRU bounded in bytes."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+
+
+class MemoryStore:
+    def __init__(self, max_bytes: int, ttl_s: int) -> None:
+        self.max_bytes, self.ttl_s = max_bytes, ttl_s
+        self._tokens: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
+        self._bytes = 0
+        self._status: dict[str, dict] = {}
+        self._leases: dict[str, tuple[str, float]] = {}
+
+    def _drop(self, video_id: str) -> None:
+        data, _ = self._tokens.pop(video_id)
+        self._bytes -= len(data)
+
+    async def get_tokens(self, video_id: str) -> bytes | None:
+        entry = self._tokens.get(video_id)
+        if entry is None:
+            return None
+        if entry[1] < time.monotonic():
+            self._drop(video_id)
+            return None
+        self._tokens.move_to_end(video_id)
+        return entry[0]
+
+    async def put_tokens(self, video_id: str, data: bytes) -> None:
+        if video_id in self._tokens:
+            self._drop(video_id)
+        if len(data) > self.max_bytes:
+            return
+        while self._bytes + len(data) > self.max_bytes:
+            self._drop(next(iter(self._tokens)))
+        self._tokens[video_id] = (data, time.monotonic() + self.ttl_s)
+        self._bytes += len(data)
+
+    async def has_tokens(self, video_id: str) -> bool:
+        return await self.get_tokens(video_id) is not None
+
+    async def get_status(self, video_id: str) -> dict | None:
+        status = self._status.get(video_id)
+        # An evicted video's "ready" status would point at nothing.
+        if status and status.get("status") == "ready" and video_id not in self._tokens:
+            del self._status[video_id]
+            return None
+        return status
+
+    async def put_status(self, video_id: str, status: dict) -> None:
+        self._status[video_id] = dict(status)
+
+    async def delete(self, video_id: str) -> bool:
+        found = video_id in self._tokens or video_id in self._status
+        if video_id in self._tokens:
+            self._drop(video_id)
+        self._status.pop(video_id, None)
+        return found
+
+    async def acquire_lease(self, video_id: str, owner: str, ttl_s: float) -> bool:
+        if await self.lease_held(video_id):
+            return False
+        self._leases[video_id] = (owner, time.monotonic() + ttl_s)
+        return True
+
+    async def renew_lease(self, video_id: str, owner: str, ttl_s: float) -> bool:
+        held = self._leases.get(video_id)
+        if held is None or held[0] != owner:
+            return False
+        self._leases[video_id] = (owner, time.monotonic() + ttl_s)
+        return True
+
+    async def release_lease(self, video_id: str, owner: str) -> None:
+        if self._leases.get(video_id, ("",))[0] == owner:
+            del self._leases[video_id]
+
+    async def lease_held(self, video_id: str) -> bool:
+        held = self._leases.get(video_id)
+        return held is not None and held[1] > time.monotonic()
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,74 @@
+"""The shared cache: Redis, seen by every replica and kept across restarts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable
+from typing import TypeVar
+
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+from server.cache.store import Keys
+from server.errors import CacheUnavailable
+
+T = TypeVar("T")
+
+_RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+class RedisStore:
+    def __init__(self, url: str, keys: Keys, ttl_s: int) -> None:
+        self.client = redis.Redis.from_url(
+            url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10, retry_on_timeout=False
+        )
+        self.keys, self.ttl_s = keys, ttl_s
+
+    async def _call(self, op: Awaitable[T]) -> T:
+        try:
+            return await op
+        except (RedisError, OSError) as exc:
+            raise CacheUnavailable() from exc
+
+    async def get_tokens(self, video_id: str) -> bytes | None:
+        return await self._call(self.client.get(self.keys.tokens(video_id)))
+
+    async def put_tokens(self, video_id: str, data: bytes) -> None:
+        await self._call(self.client.set(self.keys.tokens(video_id), data, ex=self.ttl_s))
+
+    async def has_tokens(self, video_id: str) -> bool:
+        return bool(await self._call(self.client.exists(self.keys.tokens(video_id))))
+
+    async def get_status(self, video_id: str) -> dict | None:
+        raw = await self._call(self.client.get(self.keys.status(video_id)))
+        return json.loads(raw) if raw else None
+
+    async def put_status(self, video_id: str, status: dict) -> None:
+        await self._call(self.client.set(self.keys.status(video_id), json.dumps(status), ex=self.ttl_s))
+
+    async def delete(self, video_id: str) -> bool:
+        removed = await self._call(self.client.delete(self.keys.tokens(video_id), self.keys.status(video_id)))
+        return removed > 0
+
+    async def acquire_lease(self, video_id: str, owner: str, ttl_s: float) -> bool:
+        return bool(await self._call(self.client.set(self.keys.lease(video_id), owner, nx=True, px=int(ttl_s * 1000))))
+
+    async def renew_lease(self, video_id: str, owner: str, ttl_s: float) -> bool:
+        done = await self._call(self.client.eval(_RENEW, 1, self.keys.lease(video_id), owner, int(ttl_s * 1000)))
+        return bool(done)
+
+    async def release_lease(self, video_id: str, owner: str) -> None:
+        await self._call(self.client.eval(_RELEASE, 1, self.keys.lease(video_id), owner))
+
+    async def lease_held(self, video_id: str) -> bool:
+        return bool(await self._call(self.client.exists(self.keys.lease(video_id))))
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.client.ping())
+        except (RedisError, OSError):
+            return False
+
+    async def close(self) -> None:
+        await self.client.aclose()

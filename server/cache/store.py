@@ -1,0 +1,48 @@
+"""What the server keeps per video: the encoded tokens, the job status, the job lease.
+
+Keys carry a schema version, the model's fingerprint and the pipeline settings'
+fingerprint, so a new model or new settings never read another's tokens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Protocol
+
+from models.encoded import SCHEMA_VERSION
+
+
+def pipeline_fingerprint(**settings: object) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+
+
+class Keys:
+    def __init__(self, model_fingerprint: str, pipeline_fingerprint: str) -> None:
+        self.prefix = f"longvu:v{SCHEMA_VERSION}:{model_fingerprint}:{pipeline_fingerprint}"
+
+    def tokens(self, video_id: str) -> str:
+        return f"{self.prefix}:tokens:{video_id}"
+
+    def status(self, video_id: str) -> str:
+        return f"{self.prefix}:status:{video_id}"
+
+    def lease(self, video_id: str) -> str:
+        return f"{self.prefix}:lease:{video_id}"
+
+
+class Store(Protocol):
+    """Every method may raise `CacheUnavailable` when the backing service is down."""
+
+    async def get_tokens(self, video_id: str) -> bytes | None: ...
+    async def put_tokens(self, video_id: str, data: bytes) -> None: ...
+    async def has_tokens(self, video_id: str) -> bool: ...
+    async def get_status(self, video_id: str) -> dict | None: ...
+    async def put_status(self, video_id: str, status: dict) -> None: ...
+    async def delete(self, video_id: str) -> bool: ...
+    async def acquire_lease(self, video_id: str, owner: str, ttl_s: float) -> bool: ...
+    async def renew_lease(self, video_id: str, owner: str, ttl_s: float) -> bool: ...
+    async def release_lease(self, video_id: str, owner: str) -> None: ...
+    async def lease_held(self, video_id: str) -> bool: ...
+    async def ping(self) -> bool: ...
+    async def close(self) -> None: ...

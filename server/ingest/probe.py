@@ -1,0 +1,83 @@
+"""Is it a video we will decode? Container sniffed from its first bytes and opened with
+that demuxer alone (so playlists, concat scripts and the like never reach FFmpeg),
+then the codec, geometry, duration and stream count are checked against the limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+from server.errors import ApiError
+from server.settings import Settings
+
+ALLOWED_CODECS = {"h264", "hevc", "vp8", "vp9", "av1", "mpeg4", "mpeg2video", "mjpeg", "prores"}
+# Only local reads: FFmpeg never opens a URL or another file on our behalf.
+OPEN_OPTIONS = {"protocol_whitelist": "file"}
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    container: str  # the PyAV demuxer used for every later open
+    codec: str
+    width: int
+    height: int
+    duration_s: float
+    time_base: Fraction
+
+
+def unsupported(message: str) -> ApiError:
+    return ApiError(415, "unsupported_media", message)
+
+
+def sniff(path: Path) -> str | None:
+    with path.open("rb") as f:
+        head = f.read(16)
+    if head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip"):
+        return "mov"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "matroska"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "avi"
+    return None
+
+
+def open_video(path: Path, container: str) -> av.container.InputContainer:
+    return av.open(str(path), format=container, options=OPEN_OPTIONS)
+
+
+def probe(path: Path, settings: Settings) -> VideoInfo:
+    container_name = sniff(path)
+    if container_name is None:
+        raise unsupported("not a video in a supported container (MP4/MOV, Matroska/WebM, AVI)")
+    try:
+        with open_video(path, container_name) as container:
+            if len(container.streams) > settings.max_streams:
+                raise unsupported(f"more than {settings.max_streams} streams")
+            if not container.streams.video:
+                raise unsupported("the file has no video stream")
+            stream = container.streams.video[0]
+            codec = stream.codec_context.name
+            if codec not in ALLOWED_CODECS:
+                raise unsupported(f"video codec {codec} is not supported")
+            width, height = stream.codec_context.width, stream.codec_context.height
+            if width <= 0 or height <= 0:
+                raise unsupported("the video has no picture size")
+            if width > settings.max_width or height > settings.max_height:
+                raise ApiError(413, "too_large", f"{width}x{height} exceeds {settings.max_width}x{settings.max_height}")
+            time_base = stream.time_base or Fraction(1, 1_000_000)
+            if stream.duration:
+                duration = float(stream.duration * time_base)
+            else:
+                duration = (container.duration or 0) / av.time_base
+            if duration > settings.max_duration_s:
+                raise ApiError(413, "too_long", f"the video is longer than {settings.max_duration_s:.0f} s")
+            if next(container.decode(stream), None) is None:
+                raise unsupported("the video has no decodable frames")
+    except ApiError:
+        raise
+    except (av.FFmpegError, UnicodeDecodeError, ValueError, IndexError) as exc:
+        raise unsupported(f"the video cannot be decoded ({type(exc).__name__})") from exc
+    return VideoInfo(container_name, codec, width, height, duration, time_base)

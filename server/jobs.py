@@ -1,0 +1,174 @@
+"""Background ingest jobs: one per video at a time (a lease in the store), with progress.
+
+The lease, renewed while the job runs, is what makes single flight work across
+replicas, and its expiry is what stops a crashed job from leaving a video in
+`processing` for ever: a `processing` status with no lease reads as failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+from starlette.concurrency import run_in_threadpool
+
+from models.encode import encode_video
+from models.encoded import EncodedVideo
+from models.frames import Frame
+from models.model import LongVU
+from server.cache.store import Store
+from server.errors import ApiError, CacheUnavailable
+from server.ingest.decode import Decoder
+from server.ingest.intake import Received
+from server.ingest.probe import VideoInfo
+from server.metrics import Metrics
+from server.settings import Settings
+
+log = logging.getLogger("longvu.jobs")
+STALE = "the ingest job stopped without finishing; send the video again"
+PROGRESS_INTERVAL_S = 0.5
+
+
+def ready_status(video_id: str, encoded: EncodedVideo, size: int, strategy: str, created: float) -> dict:
+    return {
+        "id": video_id,
+        "status": "ready",
+        "progress": 1.0,
+        "duration_s": encoded.duration_s,
+        "width": encoded.width,
+        "height": encoded.height,
+        "frames_sampled": encoded.frames_sampled,
+        "frames_kept": encoded.frames_kept,
+        "tokens_cached": int(encoded.features.shape[0] * encoded.features.shape[1]),
+        "bytes": size,
+        "decode_strategy": strategy,
+        "created_at": created,
+        "updated_at": time.time(),
+    }
+
+
+class JobRunner:
+    def __init__(self, model: LongVU, store: Store, settings: Settings, metrics: Metrics) -> None:
+        self.model, self.store, self.settings, self.metrics = model, store, settings, metrics
+        self.owner = uuid.uuid4().hex
+        self.decoder_slots = threading.BoundedSemaphore(settings.decoder_threads)
+        self.tasks: set[asyncio.Task] = set()
+
+    async def status(self, video_id: str) -> dict | None:
+        status = await self.store.get_status(video_id)
+        if status and status["status"] == "processing" and not await self.store.lease_held(video_id):
+            status = dict(status, status="failed", error=STALE, error_code="job_lost")
+        return status
+
+    async def start(self, received: Received, info: VideoInfo) -> dict | None:
+        """Start the job, or return None when another one (here or elsewhere) holds the lease."""
+        video_id = received.video_id
+        if not await self.store.acquire_lease(video_id, self.owner, self.settings.lease_s):
+            return None
+        status = {
+            "id": video_id, "status": "processing", "progress": 0.0, "duration_s": info.duration_s,
+            "width": info.width, "height": info.height, "created_at": time.time(), "updated_at": time.time(),
+        }
+        try:
+            await self.store.put_status(video_id, status)
+        except CacheUnavailable:
+            await self._release(video_id)
+            raise
+        task = asyncio.create_task(self._run(received, info, status))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return status
+
+    async def _release(self, video_id: str) -> None:
+        try:
+            await self.store.release_lease(video_id, self.owner)
+        except CacheUnavailable:
+            log.warning("could not release the lease of a job; it expires by itself")
+
+    async def _run(self, received: Received, info: VideoInfo, status: dict) -> None:
+        video_id = received.video_id
+        progress = {"pts": 0.0}
+        decoder = Decoder(
+            received.path, info, self.decoder_slots, self.settings.decoder_threads,
+            self.settings.decode_timeout_s, int(self.settings.max_duration_s) + 2,
+        )
+        keeper = asyncio.create_task(self._keep_alive(video_id, status, progress, info.duration_s))
+        self.metrics.jobs_in_progress.inc()
+        started = time.perf_counter()
+        try:
+            encoded = await run_in_threadpool(self._encode, decoder, progress, info)
+            data = encoded.to_bytes()
+            if await self.store.get_status(video_id) is None:
+                return  # deleted while it ran
+            await self.store.put_tokens(video_id, data)
+            await self.store.put_status(
+                video_id, ready_status(video_id, encoded, len(data), decoder.strategy, status["created_at"])
+            )
+            self.metrics.encode_time.observe(time.perf_counter() - started)
+            self.metrics.video_seconds.inc(encoded.duration_s)
+            self.metrics.frames_kept.inc(encoded.frames_kept)
+            self.metrics.videos_encoded.labels("ready").inc()
+        except Exception as exc:  # every failure ends as a `failed` status the client can read
+            if isinstance(exc, ApiError):
+                code, message = exc.code, exc.message
+            else:
+                log.exception("ingest job failed", exc_info=exc)
+                code, message = "ingest_failed", f"the video could not be processed ({type(exc).__name__})"
+            self.metrics.videos_encoded.labels("failed").inc()
+            try:
+                await self.store.put_status(
+                    video_id, dict(status, status="failed", error=message, error_code=code, updated_at=time.time())
+                )
+            except CacheUnavailable:
+                log.warning("could not record a failed job; its lease expiry will show it")
+        finally:
+            keeper.cancel()
+            self.metrics.jobs_in_progress.dec()
+            received.path.unlink(missing_ok=True)
+            await self._release(video_id)
+
+    def _encode(self, decoder: Decoder, progress: dict, info: VideoInfo) -> EncodedVideo:
+        decode_s = 0.0
+
+        def timed() -> Iterator[Frame]:
+            nonlocal decode_s
+            frames = decoder.frames()
+            while True:
+                started = time.perf_counter()
+                frame = next(frames, None)
+                decode_s += time.perf_counter() - started
+                if frame is None:
+                    return
+                self.metrics.frames_decoded.inc()
+                yield frame
+
+        encoded = encode_video(
+            self.model, timed(), size_quirk=self.settings.size_quirk, duration_s=info.duration_s or None,
+            progress=lambda pts: progress.update(pts=pts),
+        )
+        self.metrics.decode_time.observe(decode_s)
+        return encoded
+
+    async def _keep_alive(self, video_id: str, status: dict, progress: dict, duration: float) -> None:
+        last_renew = time.monotonic()
+        while True:
+            await asyncio.sleep(PROGRESS_INTERVAL_S)
+            try:
+                if time.monotonic() - last_renew > self.settings.lease_s / 3:
+                    await self.store.renew_lease(video_id, self.owner, self.settings.lease_s)
+                    last_renew = time.monotonic()
+                fraction = min(0.99, progress["pts"] / duration) if duration > 0 else 0.0
+                if fraction > status["progress"]:
+                    status.update(progress=fraction, updated_at=time.time())
+                    await self.store.put_status(video_id, status)
+            except CacheUnavailable:
+                log.warning("cache unreachable while a job runs; progress not recorded")
+
+    async def shutdown(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)

@@ -1,0 +1,58 @@
+"""Prometheus metrics, all named `longvu_*`, in a registry owned by the app.
+
+Labels never carry user text or video ids: routes are the path templates.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Seconds: video work runs from milliseconds (a cached question) to minutes (an ingest).
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
+TOKEN_GAP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+
+        def hist(name: str, doc: str, buckets: tuple[float, ...] = LATENCY_BUCKETS) -> Histogram:
+            return Histogram(name, doc, buckets=buckets, registry=r)
+
+        self.http_requests = Counter(
+            "longvu_http_requests_total", "HTTP requests by route and status", ["route", "method", "status"], registry=r
+        )
+        self.queue_wait = hist("longvu_queue_wait_seconds", "Time a request waited for the model worker")
+        self.cache_load = hist("longvu_cache_load_seconds", "Time to load and decode a video's cached tokens")
+        self.prefill = hist("longvu_prefill_seconds", "Per-question preparation and LLM prefill time")
+        self.ttft = hist("longvu_time_to_first_token_seconds", "Time from request to the first answer token")
+        self.inter_token = hist("longvu_inter_token_seconds", "Time between answer tokens", TOKEN_GAP_BUCKETS)
+        self.ask_latency = hist("longvu_ask_seconds", "End-to-end latency of an ask request")
+        self.decode_time = hist("longvu_video_decode_seconds", "Time spent decoding a video's 1-fps frames")
+        self.encode_time = hist("longvu_video_encode_seconds", "Time to ingest a video: decode, towers, SVA")
+        self.video_seconds = Counter("longvu_video_seconds_ingested_total", "Seconds of video ingested", registry=r)
+        self.frames_decoded = Counter("longvu_frames_decoded_total", "1-fps frames decoded", registry=r)
+        self.frames_kept = Counter("longvu_frames_kept_total", "Frames kept after DINO pruning", registry=r)
+        self.videos_encoded = Counter(
+            "longvu_videos_encoded_total", "Ingest jobs finished by outcome", ["outcome"], registry=r
+        )
+        self.visual_tokens_before = Counter(
+            "longvu_visual_tokens_before_total", "Visual tokens before the query / STC", registry=r
+        )
+        self.visual_tokens_after = Counter(
+            "longvu_visual_tokens_after_total", "Visual tokens given to the LLM", registry=r
+        )
+        self.generated_tokens = Counter("longvu_generated_tokens_total", "Answer tokens generated", registry=r)
+        self.cache_hits = Counter("longvu_cache_hits_total", "Encoded-video cache hits", ["operation"], registry=r)
+        self.cache_misses = Counter("longvu_cache_misses_total", "Encoded-video cache misses", ["operation"], registry=r)
+        self.cancelled = Counter("longvu_cancelled_requests_total", "Asks stopped by a client disconnect", registry=r)
+        self.rejected = Counter(
+            "longvu_rejected_requests_total", "Requests refused for load", ["reason"], registry=r
+        )
+        self.queue_depth = Gauge("longvu_queue_depth", "Work items waiting for the model worker", registry=r)
+        self.running = Gauge("longvu_running_requests", "Asks being answered now", registry=r)
+        self.jobs_in_progress = Gauge("longvu_jobs_in_progress", "Ingest jobs running in this process", registry=r)
+        self.gpu_memory = Gauge(
+            "longvu_gpu_memory_bytes", "GPU memory held by the model process", ["kind"], registry=r
+        )

@@ -1,0 +1,32 @@
+"""GET /healthz, /readyz, /metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from server.errors import ApiError
+from server.routes.deps import services
+from server.services import Services
+
+router = APIRouter()
+
+
+@router.get("/healthz")
+async def healthz() -> dict:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> dict:
+    svc: Services | None = getattr(request.app.state, "services", None)
+    if svc is None:
+        raise ApiError(503, "not_ready", "the model is still loading")
+    if not await svc.store.ping():
+        raise ApiError(503, "cache_unavailable", "the cache is unreachable")
+    return {"status": "ready", "model": svc.model.config.model_type, "fingerprint": svc.model.fingerprint}
+
+
+@router.get("/metrics")
+async def metrics(svc: Services = Depends(services)) -> Response:
+    return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)

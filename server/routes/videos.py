@@ -1,0 +1,89 @@
+"""POST /videos, GET /videos/{id}, DELETE /videos/{id}."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from server.errors import ApiError
+from server.ingest.intake import Received, fetch_url, receive_upload
+from server.ingest.probe import probe
+from server.routes.deps import services
+from server.schemas import VideoStatus, VideoUrl
+from server.services import Services
+
+router = APIRouter()
+VIDEO_ID = re.compile(r"^[0-9a-f]{64}$")
+MAX_JSON_BODY = 16 * 1024
+
+
+def check_id(video_id: str) -> str:
+    if not VIDEO_ID.match(video_id):
+        raise ApiError(404, "not_found", "no such video")
+    return video_id
+
+
+def status_response(status: dict, code: int) -> JSONResponse:
+    body = VideoStatus(**status).model_dump(exclude_none=True)
+    return JSONResponse(body, status_code=code, headers={"Location": f"/videos/{status['id']}"})
+
+
+async def read_url(request: Request) -> str:
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_JSON_BODY:
+            raise ApiError(413, "too_large", "the JSON body is too large")
+    try:
+        return VideoUrl.model_validate(json.loads(body or b"null")).url
+    except (ValueError, ValidationError) as exc:
+        raise ApiError(422, "invalid_request", 'send JSON {"url": "https://..."}') from exc
+
+
+async def receive(request: Request, svc: Services) -> Received:
+    if request.headers.get("content-type", "").split(";")[0].strip() == "application/json":
+        return await fetch_url(await read_url(request), svc.settings)
+    return await receive_upload(request, svc.settings)
+
+
+@router.post("/videos")
+async def create_video(request: Request, svc: Services = Depends(services)) -> JSONResponse:
+    received = await receive(request, svc)
+    started = False
+    try:
+        if await svc.store.has_tokens(received.video_id):
+            svc.metrics.cache_hits.labels("ingest").inc()
+            status = await svc.jobs.status(received.video_id)
+            return status_response(status or {"id": received.video_id, "status": "ready", "progress": 1.0}, 200)
+        svc.metrics.cache_misses.labels("ingest").inc()
+        info = await run_in_threadpool(probe, received.path, svc.settings)
+        status = await svc.jobs.start(received, info)
+        started = status is not None
+        if status is None:  # another request, here or on another replica, is on it
+            status = await svc.jobs.status(received.video_id) or {"id": received.video_id, "status": "processing"}
+            if status["status"] == "ready":
+                return status_response(status, 200)
+        return status_response(status, 202)
+    finally:
+        if not started:
+            received.path.unlink(missing_ok=True)
+
+
+@router.get("/videos/{video_id}")
+async def get_video(video_id: str, svc: Services = Depends(services)) -> JSONResponse:
+    status = await svc.jobs.status(check_id(video_id))
+    if status is None:
+        raise ApiError(404, "not_found", "no such video")
+    return status_response(status, 200)
+
+
+@router.delete("/videos/{video_id}", status_code=204)
+async def delete_video(video_id: str, svc: Services = Depends(services)) -> Response:
+    if not await svc.store.delete(check_id(video_id)):
+        raise ApiError(404, "not_found", "no such video")
+    return Response(status_code=204)

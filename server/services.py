@@ -1,0 +1,70 @@
+"""The objects that live as long as the app: model, store, jobs, metrics."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from models.model import LongVU, load_longvu
+from models.tiny import write_tiny_checkpoint
+from server.cache.memory_store import MemoryStore
+from server.cache.redis_store import RedisStore
+from server.cache.store import Keys, Store, pipeline_fingerprint
+from server.jobs import JobRunner
+from server.metrics import Metrics
+from server.settings import Settings
+
+log = logging.getLogger("longvu")
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+@dataclass
+class Services:
+    settings: Settings
+    model: LongVU
+    store: Store
+    jobs: JobRunner
+    metrics: Metrics
+
+
+def resolve_device(setting: str) -> torch.device:
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(setting)
+
+
+def demo_checkpoint(directory: Path) -> str:
+    if not (directory / "config.json").exists():
+        write_tiny_checkpoint(directory)
+    log.warning(
+        "=" * 70 + "\nNO MODEL CONFIGURED: serving the tiny random-weight demo checkpoint from %s.\n"
+        "Answers are random text. Set LONGVU_CHECKPOINT (and the tower settings) for real answers.\n" + "=" * 70,
+        directory,
+    )
+    return str(directory)
+
+
+def load_model(settings: Settings) -> LongVU:
+    device = resolve_device(settings.device)
+    dtype = None if settings.dtype == "auto" else DTYPES[settings.dtype]
+    checkpoint = settings.checkpoint or demo_checkpoint(settings.demo_dir)
+    return load_longvu(checkpoint, settings.siglip, settings.dino, device=device, dtype=dtype)
+
+
+def build_store(settings: Settings, model: LongVU) -> Store:
+    keys = Keys(model.fingerprint, pipeline_fingerprint(size_quirk=settings.size_quirk, dtype=str(model.dtype)))
+    if settings.redis_url:
+        return RedisStore(settings.redis_url, keys, settings.cache_ttl_s)
+    log.warning("no LONGVU_REDIS_URL: using the in-process cache (%d bytes); it is lost on restart",
+                settings.memory_cache_bytes)
+    return MemoryStore(settings.memory_cache_bytes, settings.cache_ttl_s)
+
+
+def build_services(settings: Settings) -> Services:
+    model = load_model(settings)
+    store = build_store(settings, model)
+    metrics = Metrics()
+    return Services(settings, model, store, JobRunner(model, store, settings, metrics), metrics)

@@ -1,0 +1,57 @@
+"""Every setting of the server, read from `LONGVU_*` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+CommaList = Annotated[list[str], NoDecode]  # "a, b" in the environment
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LONGVU_", extra="ignore")
+
+    # Model. No checkpoint: the tiny random demo model, generated into demo_dir.
+    checkpoint: str | None = None
+    siglip: str | None = None
+    dino: str | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    demo_dir: Path = Path.home() / ".cache" / "longvu" / "tiny"
+    size_quirk: bool = True
+
+    # Cache. No Redis URL: an in-process LRU bounded in bytes.
+    redis_url: str | None = None
+    memory_cache_bytes: int = 2 << 30
+    cache_ttl_s: int = 7 * 24 * 3600
+    lease_s: float = 30.0
+
+    # Intake limits.
+    max_upload_bytes: int = 4 << 30
+    max_duration_s: float = 4 * 3600.0
+    max_width: int = 7680
+    max_height: int = 4320
+    max_streams: int = 16
+    decode_timeout_s: float = 3600.0
+    decoder_threads: int = Field(2, ge=1)
+    tmp_dir: Path | None = None
+
+    # URL intake.
+    url_allow_private: bool = False
+    url_allowed_hosts: CommaList = []
+    url_connect_timeout_s: float = 10.0
+    url_read_timeout_s: float = 30.0
+    url_total_timeout_s: float = 600.0
+    url_max_redirects: int = 5
+
+    @field_validator("url_allowed_hosts", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
