@@ -1,13 +1,17 @@
-"""Shared fixtures, built once per session: the tiny checkpoint, its loaded model, videos."""
+"""Shared fixtures, built once per session: the tiny checkpoint, its loaded model, videos,
+a redis-server, the server under test."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from models.model import LongVU, load_longvu
 from models.tiny import write_tiny_checkpoint
+from server.settings import Settings
+from tests.harness import RedisServer, ServerThread
 from tests.videos import write_video
 
 
@@ -36,3 +40,34 @@ def short_video(video_dir: Path) -> Path:
 def static_long_video(video_dir: Path) -> Path:
     """150 s of one unchanging frame at 1 fps: enough frames that DINO pruning applies."""
     return write_video(video_dir / "static.mp4", seconds=150, fps=1, width=32, height=32, static=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def upload_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the servers under test spool uploads: must be empty between requests."""
+    return tmp_path_factory.mktemp("uploads")
+
+
+def server_settings(checkpoint: Path, redis_url: str | None, upload_dir: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = dict(
+        checkpoint=str(checkpoint), redis_url=redis_url, tmp_dir=upload_dir, device="cpu",
+        max_upload_bytes=3 << 20, url_read_timeout_s=1.0, url_connect_timeout_s=1.0, url_total_timeout_s=10.0,
+        lease_s=5.0,
+    )
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def app_server(tiny_checkpoint: Path, redis_server: RedisServer, upload_dir: Path) -> Iterator[ServerThread]:
+    """The main server under test: real Redis, private URLs refused."""
+    server = ServerThread(server_settings(tiny_checkpoint, redis_server.url, upload_dir)).start()
+    yield server
+    server.stop()

@@ -26,7 +26,7 @@ def refusal(address: str, allow_private: bool) -> str | None:
         return f"{address!r} is not an IP address"
     if ip.is_link_local:
         return "link-local addresses (cloud metadata) are not allowed"
-    if ip.is_multicast or ip.is_unspecified or ip.is_reserved:
+    if ip.is_multicast or ip.is_unspecified or (ip.is_reserved and not ip.is_loopback):
         return "multicast, unspecified and reserved addresses are not allowed"
     if ip.is_loopback or ip.is_private or not ip.is_global:
         return None if allow_private else "private and loopback addresses are not allowed"

@@ -1,0 +1,89 @@
+"""The stores: Redis outage and recovery, the embedded LRU."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from server.cache.memory_store import MemoryStore
+from tests.conftest import server_settings
+from tests.harness import RedisServer, ServerThread
+from tests.videos import write_video
+
+
+def test_redis_outage_gives_503_and_the_server_recovers(
+    tiny_checkpoint: Path, upload_dir: Path, video_dir: Path
+) -> None:
+    redis = RedisServer().start()
+    server = ServerThread(server_settings(tiny_checkpoint, redis.url, upload_dir)).start()
+    video = write_video(video_dir / "outage.mp4", seconds=3, fps=2, seed=21)
+    try:
+        with server.client() as client:
+            video_id = client.post("/videos", files={"file": ("v.mp4", video.read_bytes())}).json()["id"]
+            assert server.wait_ready(video_id)["status"] == "ready"
+
+            redis.stop()
+            got = client.get(f"/videos/{video_id}")
+            assert got.status_code == 503 and got.json()["error"]["code"] == "cache_unavailable"
+            assert got.headers["retry-after"]
+            posted = client.post("/videos", files={"file": ("v.mp4", video.read_bytes())})
+            assert posted.status_code == 503
+            assert client.get("/healthz").status_code == 200
+            assert client.get("/readyz").status_code == 503
+            assert list(upload_dir.iterdir()) == []
+
+            redis.start()  # same port, empty: no persistence
+            assert client.get("/readyz").status_code == 200
+            assert client.get(f"/videos/{video_id}").status_code == 404
+            again = client.post("/videos", files={"file": ("v.mp4", video.read_bytes())})
+            assert again.status_code == 202
+            assert server.wait_ready(video_id)["status"] == "ready"
+    finally:
+        server.stop()
+        redis.stop()
+
+
+def test_embedded_cache_serves_without_redis(tiny_checkpoint: Path, upload_dir: Path, video_dir: Path) -> None:
+    server = ServerThread(server_settings(tiny_checkpoint, None, upload_dir)).start()
+    video = write_video(video_dir / "embedded.mp4", seconds=3, fps=2, seed=22)
+    try:
+        with server.client() as client:
+            first = client.post("/videos", files={"file": ("v.mp4", video.read_bytes())})
+            assert first.status_code == 202
+            assert server.wait_ready(first.json()["id"])["frames_sampled"] == 3
+            assert client.post("/videos", files={"file": ("v.mp4", video.read_bytes())}).status_code == 200
+    finally:
+        server.stop()
+
+
+def test_memory_store_is_an_lru_bounded_in_bytes() -> None:
+    async def scenario() -> None:
+        store = MemoryStore(max_bytes=100, ttl_s=60)
+        await store.put_tokens("a", b"x" * 40)
+        await store.put_tokens("b", b"y" * 40)
+        await store.put_status("a", {"id": "a", "status": "ready"})
+        assert await store.get_tokens("a") == b"x" * 40  # a is now the most recent
+        await store.put_tokens("c", b"z" * 40)  # evicts b
+        assert await store.get_tokens("b") is None
+        assert await store.has_tokens("a") and await store.has_tokens("c")
+        await store.put_tokens("huge", b"h" * 101)  # larger than the whole cache: not kept
+        assert not await store.has_tokens("huge") and await store.has_tokens("a")
+        await store.put_tokens("d", b"w" * 90)  # evicts a and c
+        assert await store.get_status("a") is None  # a ready status without tokens is gone too
+
+    asyncio.run(scenario())
+
+
+def test_memory_store_expires_tokens_and_leases() -> None:
+    async def scenario() -> None:
+        store = MemoryStore(max_bytes=100, ttl_s=0)
+        await store.put_tokens("a", b"x")
+        await asyncio.sleep(0.01)
+        assert await store.get_tokens("a") is None
+        assert await store.acquire_lease("v", "me", 0.01)
+        assert not await store.acquire_lease("v", "other", 1)
+        await asyncio.sleep(0.02)
+        assert await store.acquire_lease("v", "other", 1)
+        assert not await store.renew_lease("v", "me", 1)
+
+    asyncio.run(scenario())

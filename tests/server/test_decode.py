@@ -1,0 +1,65 @@
+"""The fast decoder gives exactly the frames of the plain sequential sampler."""
+
+import threading
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from models.frames import sample_frames
+from server.ingest.decode import Decoder, index_packets, plan_runs, sampled_pts
+from server.ingest.probe import probe
+from server.settings import Settings
+
+
+def write_gop_video(path: Path, seconds: int, fps: Fraction, gop: int, bframes: int, container: str = "mp4") -> Path:
+    with av.open(str(path), "w", format=container) as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        stream.options = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "bf": str(bframes),
+                          "preset": "ultrafast"}
+        for i in range(int(seconds * fps)):
+            image = np.full((64, 96, 3), (i * 3) % 256, np.uint8)
+            image[:, : (i * 5) % 96] = 200
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+CASES = [
+    (Fraction(25), 25, 0, "mp4"),  # a keyframe every second
+    (Fraction(25), 250, 3, "mp4"),  # one every ten seconds, B-frames
+    (Fraction(30000, 1001), 30, 2, "mp4"),  # NTSC rate
+    (Fraction(24), 7, 0, "matroska"),
+    (Fraction(5, 2), 3, 0, "mp4"),  # fewer frames than seconds would need
+]
+
+
+@pytest.mark.parametrize(("fps", "gop", "bframes", "container"), CASES)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_exact_frames(tmp_path: Path, fps: Fraction, gop: int, bframes: int, container: str, workers: int) -> None:
+    video = write_gop_video(tmp_path / f"v.{'mkv' if container == 'matroska' else 'mp4'}", 20, fps, gop, bframes,
+                            container)
+    info = probe(video, Settings())
+    decoder = Decoder(video, info, threading.BoundedSemaphore(2), workers, 60, 100)
+    fast = list(decoder.frames())
+    plain = list(sample_frames(video))
+    assert [f.pts_s for f in fast] == [f.pts_s for f in plain]
+    assert [f.index for f in fast] == list(range(len(plain)))
+    for a, b in zip(fast, plain):
+        assert np.array_equal(a.rgb, b.rgb)
+
+
+def test_dense_keyframes_skip_most_frames(tmp_path: Path) -> None:
+    video = write_gop_video(tmp_path / "dense.mp4", 30, Fraction(25), 25, 0)
+    info = probe(video, Settings())
+    index = index_packets(video, info)
+    runs = plan_runs(index, sampled_pts(index))
+    assert len(runs) == 30  # one seek per second, one frame decoded each
+    decoder = Decoder(video, info, threading.BoundedSemaphore(1), 1, 60, 100)
+    assert len(list(decoder.frames())) == 30
+    assert decoder.strategy == "gop-skip" and decoder.frames_decoded_hint == 30
