@@ -3,16 +3,24 @@ a redis-server, the server under test."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+import os
 
-import pytest
+import torch
 
-from models.model import LongVU, load_longvu
-from models.tiny import write_tiny_checkpoint
-from server.settings import Settings
-from tests.harness import RedisServer, ServerThread
-from tests.videos import write_video
+# Without a GPU the Triton kernels run in the interpreter, before any kernel is compiled.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from models.model import LongVU, load_longvu  # noqa: E402
+from models.tiny import write_tiny_checkpoint  # noqa: E402
+from server.settings import Settings  # noqa: E402
+from tests.harness import RedisServer, ServerThread  # noqa: E402
+from tests.videos import write_video  # noqa: E402
 
 
 @pytest.fixture(scope="session")
