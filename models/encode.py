@@ -16,6 +16,7 @@ import io
 import math
 import tempfile
 from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 import torch
 
@@ -25,6 +26,9 @@ from models.encoded import EncodedVideo
 from models.frames import Frame
 from models.model import LongVU
 from models.preprocess import DINO, SIGLIP
+
+T = TypeVar("T")
+DeviceStep = Callable[[Callable[[], T]], T]
 
 MAX_FRAMES = 400  # the reference's cap on frames surviving DINO pruning
 FRAMES_PER_BATCH = 4 * WINDOW
@@ -112,8 +116,12 @@ def encode_video(
     size_quirk: bool = True,
     duration_s: float | None = None,
     progress: Callable[[float], None] | None = None,
+    device_step: DeviceStep | None = None,
 ) -> EncodedVideo:
-    """`progress` is called with the presentation time reached, after every batch."""
+    """`progress` is called with the presentation time reached, after every batch.
+    `device_step` runs each piece of model work (a server hands it to its device
+    scheduler, so that questions interleave with a long ingest); by default, in place."""
+    on_device: DeviceStep = device_step or (lambda work: work())
     cfg = model.config
     prune_from = always_prune_from(model)
     held = _Spool()
@@ -126,11 +134,14 @@ def encode_video(
     def run_batch(batch: list[Frame]) -> None:
         nonlocal sampled, survived, mask
         rgbs = [f.rgb for f in batch]
-        dino = model.towers.encode_dino(DINO(rgbs).to(model.device))
-        keep = torch.cat([
-            window_prune(dino[i : i + WINDOW], cfg.dino_threshold)[0]
-            for i in range(0, len(batch), WINDOW)
-        ]).tolist()
+        dino_pixels = DINO(rgbs)
+
+        def dino_and_prune() -> tuple[torch.Tensor, list[bool]]:
+            maps = model.towers.encode_dino(dino_pixels.to(model.device))
+            windows = [window_prune(maps[i : i + WINDOW], cfg.dino_threshold)[0] for i in range(0, len(batch), WINDOW)]
+            return maps, torch.cat(windows).tolist()
+
+        dino, keep = on_device(dino_and_prune)
         survived += sum(keep)
         sampled += len(batch)
         pruning = sampled >= prune_from
@@ -139,10 +150,15 @@ def encode_video(
         rows = [i for i, k in enumerate(keep) if k or not pruning]
         if not rows:
             return
-        siglip = model.towers.encode_siglip(SIGLIP([rgbs[i] for i in rows]).to(model.device))
+        siglip_pixels = SIGLIP([rgbs[i] for i in rows])
         if mask is None:
             mask = sva_attention_mask(cfg.aux_side, cfg.query_side, unpad_size(width, height, size_quirk))
-        features = model.connector.aggregate(siglip, dino[rows], mask)
+
+        def siglip_and_fuse() -> torch.Tensor:
+            siglip = model.towers.encode_siglip(siglip_pixels.to(model.device))
+            return model.connector.aggregate(siglip, dino[rows], mask).cpu()
+
+        features = on_device(siglip_and_fuse)
         held.add(features, [batch[i] for i in rows], [keep[i] for i in rows])
 
     batch: list[Frame] = []

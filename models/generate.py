@@ -18,6 +18,7 @@ class SamplingParams:
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None
+    ignore_eos: bool = False  # generate max_new_tokens whatever comes (benchmarks)
 
 
 def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> int:
@@ -42,7 +43,8 @@ def generate_ids(
     stop_ids: set[int] | None = None,
 ) -> Iterator[int]:
     """Yield new token ids until a stop token, `max_new_tokens`, or `cancelled()`."""
-    stop = stop_token_ids(model.tokenizer) if stop_ids is None else stop_ids
+    if stop_ids is None:
+        stop_ids = set() if params.ignore_eos else stop_token_ids(model.tokenizer)
     generator = None
     if params.seed is not None:
         generator = torch.Generator(device=model.device).manual_seed(params.seed)
@@ -51,7 +53,7 @@ def generate_ids(
         if cancelled():
             return
         token = sample(out.logits[0, -1], params, generator)
-        if token in stop:
+        if token in stop_ids:
             return
         yield token
         step = torch.tensor([[token]], device=model.device)

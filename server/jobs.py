@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 from starlette.concurrency import run_in_threadpool
 
-from models.encode import encode_video
+from models.encode import DeviceStep, encode_video
 from models.encoded import EncodedVideo
 from models.frames import Frame
 from models.model import LongVU
@@ -52,8 +52,11 @@ def ready_status(video_id: str, encoded: EncodedVideo, size: int, strategy: str,
 
 
 class JobRunner:
-    def __init__(self, model: LongVU, store: Store, settings: Settings, metrics: Metrics) -> None:
+    def __init__(
+        self, model: LongVU, store: Store, settings: Settings, metrics: Metrics, device_step: DeviceStep
+    ) -> None:
         self.model, self.store, self.settings, self.metrics = model, store, settings, metrics
+        self.device_step = device_step
         self.owner = uuid.uuid4().hex
         self.decoder_slots = threading.BoundedSemaphore(settings.decoder_threads)
         self.tasks: set[asyncio.Task] = set()
@@ -148,7 +151,7 @@ class JobRunner:
 
         encoded = encode_video(
             self.model, timed(), size_quirk=self.settings.size_quirk, duration_s=info.duration_s or None,
-            progress=lambda pts: progress.update(pts=pts),
+            progress=lambda pts: progress.update(pts=pts), device_step=self.device_step,
         )
         self.metrics.decode_time.observe(decode_s)
         return encoded

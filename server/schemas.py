@@ -28,3 +28,14 @@ class VideoStatus(BaseModel):
     decode_strategy: str | None = None
     created_at: float | None = None
     updated_at: float | None = None
+
+
+class AskRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    question: str = Field(min_length=1, max_length=32_000)
+    max_new_tokens: int = Field(128, ge=1, le=4096)
+    temperature: float = Field(0.0, ge=0.0, le=5.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    stream: bool = True
+    seed: int | None = None
+    ignore_eos: bool = False

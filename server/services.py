@@ -15,6 +15,7 @@ from server.cache.redis_store import RedisStore
 from server.cache.store import Keys, Store, pipeline_fingerprint
 from server.jobs import JobRunner
 from server.metrics import Metrics
+from server.scheduler import Scheduler
 from server.settings import Settings
 
 log = logging.getLogger("longvu")
@@ -28,6 +29,7 @@ class Services:
     store: Store
     jobs: JobRunner
     metrics: Metrics
+    scheduler: Scheduler
 
 
 def resolve_device(setting: str) -> torch.device:
@@ -67,4 +69,6 @@ def build_services(settings: Settings) -> Services:
     model = load_model(settings)
     store = build_store(settings, model)
     metrics = Metrics()
-    return Services(settings, model, store, JobRunner(model, store, settings, metrics), metrics)
+    scheduler = Scheduler(model, metrics, settings.max_queue, settings.max_running)
+    jobs = JobRunner(model, store, settings, metrics, scheduler.run_on_device)
+    return Services(settings, model, store, jobs, metrics, scheduler)

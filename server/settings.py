@@ -49,7 +49,15 @@ class Settings(BaseSettings):
     url_total_timeout_s: float = 600.0
     url_max_redirects: int = 5
 
-    @field_validator("url_allowed_hosts", mode="before")
+    # Asking.
+    max_queue: int = Field(64, ge=0)  # questions waiting for the model; beyond it: 429
+    max_running: int = Field(8, ge=1)  # questions generated together, a token each per round
+    sse_ping_s: float = 15.0
+
+    # Every endpoint but /healthz, /readyz and /metrics needs one of these as a Bearer token.
+    api_keys: CommaList = []
+
+    @field_validator("url_allowed_hosts", "api_keys", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
         if isinstance(value, str):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -29,4 +30,7 @@ async def readyz(request: Request) -> dict:
 
 @router.get("/metrics")
 async def metrics(svc: Services = Depends(services)) -> Response:
+    if svc.model.device.type == "cuda":
+        svc.metrics.gpu_memory.labels("allocated").set(torch.cuda.memory_allocated(svc.model.device))
+        svc.metrics.gpu_memory.labels("reserved").set(torch.cuda.memory_reserved(svc.model.device))
     return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,100 @@
+"""POST /videos/{id}/ask: the answer as server-sent events, or one JSON object."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from fastapi.sse import KEEPALIVE_COMMENT, EventSourceResponse, format_sse_event
+from starlette.concurrency import run_in_threadpool
+
+from models.encoded import EncodedFormatError, EncodedVideo
+from models.generate import SamplingParams
+from models.prompt import prompt_ids
+from server.errors import ApiError
+from server.routes.deps import services
+from server.routes.videos import check_id
+from server.scheduler import Ask, Overloaded
+from server.schemas import AskRequest
+from server.services import Services
+
+router = APIRouter()
+
+
+async def load_encoded(svc: Services, video_id: str) -> EncodedVideo:
+    status = await svc.jobs.status(video_id)
+    if status is None:
+        raise ApiError(404, "not_found", "no such video")
+    if status["status"] == "processing":
+        raise ApiError(409, "not_ready", "the video is still being processed", {"Retry-After": "2"})
+    if status["status"] == "failed":
+        raise ApiError(409, "video_failed", f"processing the video failed: {status.get('error')}; send it again")
+    started = time.perf_counter()
+    data = await svc.store.get_tokens(video_id)
+    if data is None:
+        svc.metrics.cache_misses.labels("ask").inc()
+        raise ApiError(404, "not_found", "the video's tokens have expired from the cache; send it again")
+    svc.metrics.cache_hits.labels("ask").inc()
+    try:
+        encoded = await run_in_threadpool(EncodedVideo.from_bytes, data)
+    except EncodedFormatError as exc:
+        raise ApiError(500, "cache_corrupt", "the cached tokens are unreadable; send the video again") from exc
+    svc.metrics.cache_load.observe(time.perf_counter() - started)
+    return encoded
+
+
+def check_question(svc: Services, question: str) -> None:
+    cfg = svc.model.config
+    n = len(prompt_ids(svc.model.tokenizer, cfg, question))
+    if n + cfg.inference_max_length >= cfg.tokenizer_model_max_length:
+        raise ApiError(422, "question_too_long", f"the prompt takes {n} tokens, leaving no room for the video")
+
+
+async def sse(ask: Ask, ping_s: float) -> AsyncIterator[bytes]:
+    try:
+        while True:
+            try:
+                kind, payload = await asyncio.wait_for(ask.events.get(), ping_s)
+            except TimeoutError:
+                yield KEEPALIVE_COMMENT
+                continue
+            yield format_sse_event(data_str=_json(payload), event=kind)
+            if kind in ("done", "error"):
+                return
+    finally:
+        ask.cancelled.set()  # a client gone mid-answer frees its slot at the next token
+
+
+def _json(payload: object) -> str:
+    return json.dumps(payload, ensure_ascii=False)
+
+
+@router.post("/videos/{video_id}/ask")
+async def ask_video(video_id: str, body: AskRequest, request: Request, svc: Services = Depends(services)):  # type: ignore[no-untyped-def]
+    received_at = time.perf_counter()
+    check_question(svc, body.question)
+    encoded = await load_encoded(svc, check_id(video_id))
+    params = SamplingParams(body.max_new_tokens, body.temperature, body.top_p, body.seed, body.ignore_eos)
+    ask = Ask(encoded, body.question, params, asyncio.get_running_loop(), asyncio.Queue(), received_at)
+    ask.timings["cache_load_s"] = time.perf_counter() - received_at
+    try:
+        svc.scheduler.submit(ask)
+    except Overloaded as exc:
+        svc.metrics.rejected.labels("queue_full").inc()
+        raise ApiError(429, "overloaded", "too many questions are waiting; try again shortly",
+                       {"Retry-After": "1"}) from exc
+    if body.stream:
+        return EventSourceResponse(sse(ask, svc.settings.sse_ping_s), headers={"Cache-Control": "no-cache"})
+    try:
+        while True:
+            kind, payload = await ask.events.get()
+            if kind == "done":
+                return JSONResponse(payload)
+            if kind == "error":
+                raise ApiError(500, payload["code"], payload["message"])
+    finally:
+        ask.cancelled.set()
