@@ -119,6 +119,7 @@ class Scheduler:
             for ask in list(self._running):
                 if not self._step(ask):
                     self._running.remove(ask)
+            self.metrics.running.set(len(self._running))
         self._fail_all("the server is shutting down")
 
     def _run_device_work(self, work: Callable[[], Any], future: Future) -> None:

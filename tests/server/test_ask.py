@@ -1,0 +1,263 @@
+"""POST /videos/{id}/ask against a real uvicorn server with the tiny model and real Redis."""
+
+from __future__ import annotations
+
+import json
+import queue
+import re
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import server_settings
+from tests.harness import ServerThread
+from tests.videos import write_video
+
+QUESTION = {"question": "What happens in the video?", "max_new_tokens": 12}
+
+
+def ask(server: ServerThread, video_id: str, **body: object) -> httpx.Response:
+    with server.client() as client:
+        return client.post(f"/videos/{video_id}/ask", json={**QUESTION, **body})
+
+
+def sse_events(response: httpx.Response) -> Iterator[tuple[str, dict]]:
+    event = None
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            event = line[len("event: "):]
+        elif line.startswith("data: ") and event:
+            yield event, json.loads(line[len("data: "):])
+            event = None
+
+
+def upload_ready(server: ServerThread, video: Path) -> str:
+    with server.client() as client:
+        video_id = client.post("/videos", files={"file": ("v.mp4", video.read_bytes())}).json()["id"]
+    assert server.wait_ready(video_id)["status"] == "ready"
+    return video_id
+
+
+def metric(server: ServerThread, name: str) -> float:
+    with server.client() as client:
+        text = client.get("/metrics").text
+    total = 0.0
+    for line in text.splitlines():
+        if re.match(rf"^{re.escape(name)}(\{{.*\}})? ", line):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+@pytest.fixture(scope="module")
+def video_id(app_server: ServerThread, video_dir: Path) -> str:
+    return upload_ready(app_server, write_video(video_dir / "ask.mp4", seconds=6, fps=2, seed=31))
+
+
+def test_stream_and_non_stream_agree(app_server: ServerThread, video_id: str) -> None:
+    with app_server.client() as client:
+        with client.stream("POST", f"/videos/{video_id}/ask", json={**QUESTION, "ignore_eos": True}) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            events = list(sse_events(response))
+    kinds = [kind for kind, _ in events]
+    assert kinds.count("done") == 1 and kinds[-1] == "done" and "error" not in kinds
+    tokens = [data["text"] for kind, data in events if kind == "token"]
+    assert len(tokens) >= 2
+    done = events[-1][1]
+    assert done["answer"] == "".join(tokens)
+    assert done["usage"]["completion_tokens"] == 12
+    assert done["usage"]["visual_tokens"] == done["compression"]["visual_tokens_after"] > 0
+    assert {"queue_wait_s", "cache_load_s", "prefill_s", "ttft_s", "total_s"} <= set(done["timings"])
+    assert done["compression"]["frames_sampled"] == 6
+
+    plain = ask(app_server, video_id, stream=False, ignore_eos=True)
+    assert plain.status_code == 200 and plain.json()["answer"] == done["answer"]
+
+
+def test_tokens_arrive_before_the_stream_ends(app_server: ServerThread, video_id: str,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker is held after each token: a token event reaches the client while the
+    server cannot have produced the rest of the answer."""
+    scheduler = app_server.services.scheduler
+    gate = threading.Semaphore(0)
+    step = scheduler._step
+    monkeypatch.setattr(scheduler, "_step", lambda a: gate.acquire() and step(a))
+    lines: queue.Queue = queue.Queue()
+
+    def read() -> None:
+        with app_server.client() as client:
+            with client.stream("POST", f"/videos/{video_id}/ask",
+                               json={**QUESTION, "max_new_tokens": 30, "ignore_eos": True}) as response:
+                for item in sse_events(response):
+                    lines.put(item)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    first = None
+    for _ in range(30):
+        gate.release()
+        try:
+            first = lines.get(timeout=2)
+            break
+        except queue.Empty:
+            continue
+    assert first is not None and first[0] == "token"
+    assert lines.empty()  # the answer is not finished: no done event yet
+    gate.release(100)
+    reader.join(30)
+    rest = []
+    while not lines.empty():
+        rest.append(lines.get())
+    assert rest[-1][0] == "done"
+
+
+def test_disconnect_frees_the_worker(app_server: ServerThread, video_id: str) -> None:
+    cancelled = metric(app_server, "longvu_cancelled_requests_total")
+    with app_server.client() as client:
+        with client.stream("POST", f"/videos/{video_id}/ask",
+                           json={**QUESTION, "max_new_tokens": 4000, "ignore_eos": True}) as response:
+            for kind, _ in sse_events(response):
+                assert kind == "token"
+                break  # leave after the first token: the connection closes
+    deadline = time.monotonic() + 5
+    while metric(app_server, "longvu_cancelled_requests_total") == cancelled and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert metric(app_server, "longvu_cancelled_requests_total") == cancelled + 1
+    assert metric(app_server, "longvu_running_requests") == 0
+    follow = ask(app_server, video_id, stream=False)
+    assert follow.status_code == 200 and "answer" in follow.json()
+
+
+def test_error_statuses(app_server: ServerThread, video_id: str) -> None:
+    unknown = ask(app_server, "a" * 64)
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "not_found"
+    for body in ({"question": ""}, {"question": "hi", "max_new_tokens": 0}, {"question": "hi", "top_p": 0},
+                 {"question": "hi", "temperature": -1}, {"question": "hi", "extra": 1}, {"nope": 1}):
+        with app_server.client() as client:
+            bad = client.post(f"/videos/{video_id}/ask", json=body)
+        assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_request", body
+    too_long = ask(app_server, video_id, question="é" * 6000)  # two byte tokens each
+    assert too_long.status_code == 422 and too_long.json()["error"]["code"] == "question_too_long"
+
+
+def test_second_question_does_no_vision_work(app_server: ServerThread, video_id: str) -> None:
+    decoded = metric(app_server, "longvu_frames_decoded_total")
+    encoded = metric(app_server, 'longvu_videos_encoded_total')
+    hits = metric(app_server, "longvu_cache_hits_total")
+    for _ in range(2):
+        assert ask(app_server, video_id, stream=False).status_code == 200
+    assert metric(app_server, "longvu_frames_decoded_total") == decoded
+    assert metric(app_server, "longvu_videos_encoded_total") == encoded
+    assert metric(app_server, "longvu_cache_hits_total") == hits + 2
+
+
+@pytest.fixture()
+def held_server(tiny_checkpoint: Path, redis_server, upload_dir: Path) -> Iterator[tuple[ServerThread, threading.Event]]:  # type: ignore[no-untyped-def]
+    """A server whose model worker is held by a piece of device work until the event is set."""
+    server = ServerThread(server_settings(tiny_checkpoint, redis_server.url, upload_dir, max_queue=2,
+                                          max_running=1)).start()
+    release = threading.Event()
+    holder = threading.Thread(target=server.services.scheduler.run_on_device, args=(release.wait,))
+    yield server, release, holder  # type: ignore[misc]
+    release.set()
+    server.stop()
+
+
+def test_queue_overflow_is_refused_at_once(held_server, video_dir: Path, app_server: ServerThread) -> None:  # type: ignore[no-untyped-def]
+    server, release, holder = held_server
+    video_id = upload_ready(server, write_video(video_dir / "overflow.mp4", seconds=3, fps=2, seed=32))
+    holder.start()
+    time.sleep(0.2)
+    with ThreadPoolExecutor(2) as pool:
+        accepted = [pool.submit(ask, server, video_id, stream=False) for _ in range(2)]
+        deadline = time.monotonic() + 5
+        while server.services.scheduler.waiting < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert metric(server, "longvu_queue_depth") == 2
+        started = time.monotonic()
+        refused = ask(server, video_id, stream=False)
+        assert time.monotonic() - started < 2
+        assert refused.status_code == 429 and refused.headers["retry-after"]
+        assert refused.json()["error"]["code"] == "overloaded"
+        assert metric(server, "longvu_rejected_requests_total") == 1
+        release.set()
+        assert [f.result().status_code for f in accepted] == [200, 200]
+
+
+def test_asking_while_processing_is_409(held_server, video_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    server, release, holder = held_server
+    holder.start()
+    time.sleep(0.2)
+    video = write_video(video_dir / "processing.mp4", seconds=3, fps=2, seed=33)
+    with server.client() as client:
+        video_id = client.post("/videos", files={"file": ("v.mp4", video.read_bytes())}).json()["id"]
+        assert client.get(f"/videos/{video_id}").json()["status"] == "processing"
+        assert metric(server, "longvu_jobs_in_progress") == 1
+        response = ask(server, video_id)
+        assert response.status_code == 409 and response.headers["retry-after"]
+        assert response.json()["error"]["code"] == "not_ready"
+    release.set()
+    assert server.wait_ready(video_id)["status"] == "ready"
+    assert ask(server, video_id, stream=False).status_code == 200
+
+
+def test_api_keys(tiny_checkpoint: Path, redis_server, upload_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    server = ServerThread(server_settings(tiny_checkpoint, redis_server.url, upload_dir,
+                                          api_keys=["first-key", "second-key"])).start()
+    try:
+        with server.client() as client:
+            for path in ("/healthz", "/readyz", "/metrics"):
+                assert client.get(path).status_code == 200
+            missing = client.get("/videos/" + "0" * 64)
+            assert missing.status_code == 401 and missing.json()["error"]["code"] == "unauthorized"
+            assert missing.headers["www-authenticate"] == "Bearer"
+            wrong = client.get("/videos/" + "0" * 64, headers={"Authorization": "Bearer nope"})
+            assert wrong.status_code == 401
+            assert client.post("/videos", headers={"Authorization": "Basic first-key"}).status_code == 401
+            good = client.get("/videos/" + "0" * 64, headers={"Authorization": "Bearer second-key"})
+            assert good.status_code == 404
+            assert 'status="401"' in client.get("/metrics").text
+    finally:
+        server.stop()
+
+
+METRICS = {
+    "longvu_http_requests_total": "counter", "longvu_queue_wait_seconds": "histogram",
+    "longvu_cache_load_seconds": "histogram", "longvu_prefill_seconds": "histogram",
+    "longvu_time_to_first_token_seconds": "histogram", "longvu_inter_token_seconds": "histogram",
+    "longvu_ask_seconds": "histogram", "longvu_video_decode_seconds": "histogram",
+    "longvu_video_encode_seconds": "histogram", "longvu_frames_decoded_total": "counter",
+    "longvu_frames_kept_total": "counter", "longvu_visual_tokens_before_total": "counter",
+    "longvu_visual_tokens_after_total": "counter", "longvu_generated_tokens_total": "counter",
+    "longvu_cache_hits_total": "counter", "longvu_cache_misses_total": "counter",
+    "longvu_cancelled_requests_total": "counter", "longvu_rejected_requests_total": "counter",
+    "longvu_queue_depth": "gauge", "longvu_running_requests": "gauge", "longvu_jobs_in_progress": "gauge",
+    "longvu_gpu_memory_bytes": "gauge", "longvu_video_seconds_ingested_total": "counter",
+    "longvu_videos_encoded_total": "counter",
+}
+
+
+def test_metrics_are_exported_and_move(app_server: ServerThread, video_dir: Path) -> None:
+    with app_server.client() as client:
+        text = client.get("/metrics").text
+    for name, kind in METRICS.items():
+        assert f"# TYPE {name} {kind}" in text, name
+
+    moving = ["longvu_video_decode_seconds_count", "longvu_video_encode_seconds_count", "longvu_frames_decoded_total",
+              "longvu_frames_kept_total", "longvu_cache_misses_total", "longvu_video_seconds_ingested_total",
+              "longvu_queue_wait_seconds_count", "longvu_cache_load_seconds_count", "longvu_prefill_seconds_count",
+              "longvu_time_to_first_token_seconds_count", "longvu_inter_token_seconds_count",
+              "longvu_ask_seconds_count", "longvu_visual_tokens_before_total", "longvu_visual_tokens_after_total",
+              "longvu_generated_tokens_total", "longvu_cache_hits_total", "longvu_http_requests_total"]
+    before = {name: metric(app_server, name) for name in moving}
+    video_id = upload_ready(app_server, write_video(video_dir / "metrics.mp4", seconds=4, fps=2, seed=34))
+    assert ask(app_server, video_id, stream=False, ignore_eos=True).status_code == 200
+    for name in moving:
+        assert metric(app_server, name) > before[name], name
+    with app_server.client() as client:
+        assert video_id not in client.get("/metrics").text  # labels carry route templates only
