@@ -5,10 +5,10 @@ where the keyframes are. From the timestamps alone we know exactly which frames 
 sampled (the first at or after each whole second, as `models.frames`). Then only the
 groups of pictures that hold a sampled frame are decoded, each from its keyframe and
 only as far as its last sampled frame, and only sampled frames are converted to RGB.
-With dense keyframes that decodes about one frame per second; with sparse ones runs of
-whole GOPs are decoded in parallel threads, each with its own demuxer. When one worker
-would decode nearly every frame anyway, a single sequential decode with FFmpeg's frame
-threading is used instead.
+Non-reference H.264 pictures that are not sampled are never handed to the decoder
+(nothing is predicted from them). With dense keyframes that decodes about one frame per
+second; with sparse ones runs of GOPs are decoded in parallel threads, each with its own
+demuxer. When one worker would decode nearly every GOP anyway, one sequential pass is used.
 """
 
 from __future__ import annotations
@@ -105,37 +105,62 @@ def frames_to_decode(index: PacketIndex, runs: list[Run]) -> int:
     return total
 
 
-def decode_run(path: Path, info: VideoInfo, run: Run, threads: int, deadline: float) -> list[tuple[int, np.ndarray]]:
+def h264_length_size(extradata: bytes | None) -> int | None:
+    """NAL length prefix size of AVCC-framed H.264 (MP4, Matroska), None for Annex B."""
+    if not extradata or extradata[0] != 1 or len(extradata) < 5:
+        return None
+    return (extradata[4] & 3) + 1
+
+
+def is_disposable_h264(data: memoryview, length_size: int) -> bool:
+    """Whether a packet holds a non-reference picture (nal_ref_idc 0 on its first slice):
+    no other picture is predicted from it, so not decoding it changes no other frame."""
+    pos = 0
+    while pos + length_size < len(data):
+        size = int.from_bytes(data[pos : pos + length_size], "big")
+        header = data[pos + length_size]
+        if 1 <= header & 0x1F <= 5:  # a coded slice
+            return header >> 5 == 0
+        pos += length_size + size
+    return False
+
+
+def pictures(path: Path, info: VideoInfo, run: Run, threads: int, deadline: float) -> Iterator[tuple[int, np.ndarray]]:
+    """The run's sampled frames, decoding from its keyframe only what they depend on:
+    non-reference H.264 pictures that are not sampled are never handed to the decoder."""
     want = set(run.targets)
     last = run.targets[-1]
-    out: list[tuple[int, np.ndarray]] = []
     with open_video(path, info.container) as container:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO" if threads > 1 else "SLICE"
-        stream.thread_count = threads
+        if threads > 1:
+            stream.thread_count = threads
+        codec = stream.codec_context
+        length_size = h264_length_size(codec.extradata) if info.codec == "h264" else None
         if run.start is not None:
             container.seek(run.start, stream=stream, backward=True, any_frame=False)
-        for frame in container.decode(stream):
+        for packet in container.demux(stream):
             if time.monotonic() > deadline:
                 raise ApiError(422, "decode_timeout", "decoding took longer than the limit")
-            if frame.pts in want:
-                out.append((frame.pts, frame.to_ndarray(format="rgb24")))
-                want.discard(frame.pts)
-                if not want:
-                    break
-            elif frame.pts is not None and frame.pts > last:
-                break
+            if (length_size and packet.pts not in want and packet.size
+                    and is_disposable_h264(memoryview(packet), length_size)):
+                continue
+            for frame in codec.decode(packet if packet.size else None):
+                if frame.pts in want:
+                    want.discard(frame.pts)
+                    yield frame.pts, frame.to_ndarray(format="rgb24")
+                    if not want:
+                        return
+                elif frame.pts is not None and frame.pts > last:
+                    raise DecodeError(f"{len(want)} sampled frames did not come out of their run")
     if want:
         raise DecodeError(f"{len(want)} sampled frames did not come out of their run")
-    return out
 
 
-def decode_sequential(path: Path, info: VideoInfo, targets: set[int], threads: int, deadline: float,
-                      after: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+def decode_plain(path: Path, info: VideoInfo, targets: set[int], after: int | None,
+                 deadline: float) -> Iterator[tuple[int, np.ndarray]]:
+    """Every frame, in order: the fallback when packet and frame timestamps disagree."""
     with open_video(path, info.container) as container:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        stream.thread_count = threads
         for frame in container.decode(stream):
             if time.monotonic() > deadline:
                 raise ApiError(422, "decode_timeout", "decoding took longer than the limit")
@@ -167,40 +192,42 @@ class Decoder:
             raise ApiError(413, "too_long", f"the video has more than {self.max_frames} seconds of frames")
         runs = plan_runs(index, targets)
         self.frames_decoded_hint = frames_to_decode(index, runs)
-        sequential = self.workers == 1 and self.frames_decoded_hint >= 0.8 * len(index.pts)
-        self.strategy = "sequential" if sequential else ("parallel" if self.workers > 1 else "gop-skip")
-        pictures = (
-            self._sequential(set(targets), deadline, None) if sequential else self._runs(runs, targets, deadline)
-        )
-        for i, (pts, rgb) in enumerate(pictures):
-            yield Frame(index=i, pts_s=float(pts * index.time_base), rgb=rgb)
+        # One worker that would decode nearly everything: one pass, no seeks.
+        if self.workers == 1 and self.frames_decoded_hint >= 0.8 * len(index.pts):
+            runs = [Run(None, targets)]
+        self.strategy = "sequential" if len(runs) == 1 else ("parallel" if self.workers > 1 else "gop-skip")
+        emitted, last = 0, None
+        try:
+            for pts, rgb in self._in_order(runs, deadline):
+                yield Frame(index=emitted, pts_s=float(pts * index.time_base), rgb=rgb)
+                emitted, last = emitted + 1, pts
+        except DecodeError:
+            # Packet and frame timestamps disagree: decode the rest plainly, in order.
+            self.strategy += "+fallback"
+            with self.slots:
+                for pts, rgb in decode_plain(self.path, self.info, set(targets), last, deadline):
+                    yield Frame(index=emitted, pts_s=float(pts * index.time_base), rgb=rgb)
+                    emitted += 1
 
-    def _sequential(self, targets: set[int], deadline: float, after: int | None) -> Iterator[tuple[int, np.ndarray]]:
+    def _collect(self, run: Run, deadline: float) -> list[tuple[int, np.ndarray]]:
         with self.slots:
-            yield from decode_sequential(self.path, self.info, targets, self.workers, deadline, after)
+            return list(pictures(self.path, self.info, run, 1, deadline))
 
-    def _run(self, run: Run, deadline: float) -> list[tuple[int, np.ndarray]]:
-        with self.slots:
-            return decode_run(self.path, self.info, run, 1, deadline)
-
-    def _runs(self, runs: list[Run], targets: list[int], deadline: float) -> Iterator[tuple[int, np.ndarray]]:
-        last_emitted: int | None = None
+    def _in_order(self, runs: list[Run], deadline: float) -> Iterator[tuple[int, np.ndarray]]:
+        if len(runs) == 1 or self.workers == 1:
+            for run in runs:
+                with self.slots:
+                    yield from pictures(self.path, self.info, run, self.workers, deadline)
+            return
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="longvu-decode") as pool:
             pending: list[Future] = []
-            queue = iter(runs)
             try:
-                for run in queue:
-                    pending.append(pool.submit(self._run, run, deadline))
+                for run in runs:
+                    pending.append(pool.submit(self._collect, run, deadline))
                     if len(pending) > self.workers:
-                        for item in pending.pop(0).result():
-                            last_emitted = item[0]
-                            yield item
+                        yield from pending.pop(0).result()
                 while pending:
-                    for item in pending.pop(0).result():
-                        last_emitted = item[0]
-                        yield item
-            except DecodeError:
-                # Timestamps from the packets and the decoder disagree: decode the rest in order.
+                    yield from pending.pop(0).result()
+            finally:
                 for future in pending:
                     future.cancel()
-                yield from self._sequential(set(targets), deadline, last_emitted)

@@ -63,3 +63,19 @@ def test_dense_keyframes_skip_most_frames(tmp_path: Path) -> None:
     decoder = Decoder(video, info, threading.BoundedSemaphore(1), 1, 60, 100)
     assert len(list(decoder.frames())) == 30
     assert decoder.strategy == "gop-skip" and decoder.frames_decoded_hint == 30
+
+
+def test_disposable_h264_packets_are_recognised() -> None:
+    from server.ingest.decode import h264_length_size, is_disposable_h264
+
+    def nal(header: int, body: bytes = b"\x88\x84") -> bytes:
+        return (len(body) + 1).to_bytes(4, "big") + bytes([header]) + body
+
+    sei_then_b_slice = nal(0x06) + nal(0x01)  # SEI, then a slice with nal_ref_idc 0
+    referenced_p_slice = nal(0x09) + nal(0x41)  # AUD, then a slice with nal_ref_idc 2
+    idr = nal(0x65)
+    assert is_disposable_h264(memoryview(sei_then_b_slice), 4)
+    assert not is_disposable_h264(memoryview(referenced_p_slice), 4)
+    assert not is_disposable_h264(memoryview(idr), 4)
+    assert h264_length_size(bytes([1, 0x64, 0, 0x1F, 0xFF])) == 4
+    assert h264_length_size(b"\x00\x00\x00\x01") is None  # Annex B: nothing is skipped

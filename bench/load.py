@@ -1,0 +1,156 @@
+"""Concurrent asks against a running server: throughput, time to first token, latency.
+
+    python bench/load.py [--url http://127.0.0.1:8000] [--checkpoint DIR] [--levels 1 4 16 64]
+
+Without --url it starts `python -m server` itself on the tiny checkpoint (written to a
+temporary directory unless --checkpoint names one). It uploads a short video, then for
+each concurrency N sends N streaming asks at once (fixed-length answers: ignore_eos) and
+prints requests/s, p50/p99 time to first token and total latency, errors and rejections.
+Last, it times the same question in process (build_inputs + first token) on the same
+checkpoint: the difference at N = 1 is the server's overhead (target: under 10 ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+BODY = {"question": "What happens in the video?", "max_new_tokens": 32, "ignore_eos": True}
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def one_ask(client: httpx.AsyncClient, video_id: str) -> tuple[str, float, float]:
+    start = time.perf_counter()
+    ttft = float("nan")
+    async with client.stream("POST", f"/videos/{video_id}/ask", json=BODY) as response:
+        if response.status_code == 429:
+            await response.aread()
+            return "rejected", 0.0, 0.0
+        if response.status_code != 200:
+            await response.aread()
+            return "error", 0.0, 0.0
+        event = None
+        async for line in response.aiter_lines():
+            if line.startswith("event: "):
+                event = line[7:]
+                if event == "token" and ttft != ttft:
+                    ttft = time.perf_counter() - start
+                if event == "error":
+                    return "error", 0.0, 0.0
+    return "ok", ttft, time.perf_counter() - start
+
+
+async def level(url: str, video_id: str, n: int) -> dict:
+    limits = httpx.Limits(max_connections=n + 4)
+    async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
+        start = time.perf_counter()
+        results = await asyncio.gather(*(one_ask(client, video_id) for _ in range(n)))
+        wall = time.perf_counter() - start
+    ok = [r for r in results if r[0] == "ok"]
+    return {
+        "n": n, "rps": len(ok) / wall,
+        "ttft": [r[1] for r in ok], "total": [r[2] for r in ok],
+        "errors": sum(r[0] == "error" for r in results), "rejected": sum(r[0] == "rejected" for r in results),
+    }
+
+
+def upload(url: str, video: Path) -> str:
+    with httpx.Client(base_url=url, timeout=120) as client:
+        video_id = client.post("/videos", files={"file": ("v.mp4", video.read_bytes())}).json()["id"]
+        while client.get(f"/videos/{video_id}").json()["status"] == "processing":
+            time.sleep(0.1)
+    return video_id
+
+
+def in_process_ttft(checkpoint: str, video: Path, repeat: int = 20) -> float:
+    from models.build import build_inputs
+    from models.encode import encode_video
+    from models.frames import sample_frames
+    from models.generate import SamplingParams, generate_ids
+    from models.model import load_longvu
+
+    model = load_longvu(checkpoint, device="cpu")
+    encoded = encode_video(model, sample_frames(video))
+    params = SamplingParams(max_new_tokens=1, ignore_eos=True)
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        built = build_inputs(model, encoded, BODY["question"])
+        next(generate_ids(model, built.inputs_embeds, params))
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def start_server(checkpoint: str, port: int) -> subprocess.Popen:
+    env = dict(os.environ, LONGVU_CHECKPOINT=checkpoint, LONGVU_DEVICE="cpu")
+    process = subprocess.Popen([sys.executable, "-m", "server", "--port", str(port), "--log-level", "warning"],
+                               env=env, cwd=Path(__file__).resolve().parents[1])
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("the server did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url")
+    parser.add_argument("--checkpoint")
+    parser.add_argument("--levels", type=int, nargs="+", default=[1, 4, 16, 64])
+    parser.add_argument("--port", type=int, default=8765)
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="longvu-load-"))
+    checkpoint = args.checkpoint
+    if checkpoint is None:
+        from models.tiny import write_tiny_checkpoint
+
+        checkpoint = str(write_tiny_checkpoint(workdir / "tiny"))
+    from tests.videos import write_video
+
+    video = write_video(workdir / "load.mp4", seconds=20, fps=2)
+    server = None if args.url else start_server(checkpoint, args.port)
+    url = args.url or f"http://127.0.0.1:{args.port}"
+    try:
+        video_id = upload(url, video)
+        asyncio.run(level(url, video_id, 2))  # warm-up
+        rows = [asyncio.run(level(url, video_id, n)) for n in args.levels]
+    finally:
+        if server:
+            server.terminate()
+            server.wait(30)
+    print(f"{'N':>4} {'req/s':>8} {'TTFT p50':>9} {'TTFT p99':>9} {'total p50':>10} {'total p99':>10} "
+          f"{'errors':>7} {'rejected':>9}")
+    for r in rows:
+        print(f"{r['n']:>4} {r['rps']:>8.2f} {percentile(r['ttft'], .5) * 1e3:>7.1f}ms "
+              f"{percentile(r['ttft'], .99) * 1e3:>7.1f}ms {percentile(r['total'], .5) * 1e3:>8.1f}ms "
+              f"{percentile(r['total'], .99) * 1e3:>8.1f}ms {r['errors']:>7} {r['rejected']:>9}")
+    local = in_process_ttft(checkpoint, video)
+    single = next((r for r in rows if r["n"] == 1), rows[0])
+    sse = percentile(single["ttft"], .5)
+    print(f"time to first token: over SSE {sse * 1e3:.1f} ms, in process {local * 1e3:.1f} ms; "
+          f"ratio {sse / local:.2f}, server overhead {(sse - local) * 1e3:.1f} ms (target < 10 ms)")
+
+
+if __name__ == "__main__":
+    main()
