@@ -11,6 +11,8 @@ install:
 serve: install
 	$(PYTHON) -m server
 
+# The tests run a real redis-server and a real Prometheus (Debian packages).
 test: install
-	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
+	@command -v redis-server >/dev/null && command -v prometheus >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq redis-server prometheus; }
 	$(PYTHON) -m pytest

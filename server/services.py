@@ -10,6 +10,7 @@ import torch
 
 from models.model import LongVU, load_longvu
 from models.tiny import write_tiny_checkpoint
+from server.cache.hot import HotVideos
 from server.cache.memory_store import MemoryStore
 from server.cache.redis_store import RedisStore
 from server.cache.store import Keys, Store, pipeline_fingerprint
@@ -30,6 +31,7 @@ class Services:
     jobs: JobRunner
     metrics: Metrics
     scheduler: Scheduler
+    hot: HotVideos
 
 
 def resolve_device(setting: str) -> torch.device:
@@ -71,4 +73,4 @@ def build_services(settings: Settings) -> Services:
     metrics = Metrics()
     scheduler = Scheduler(model, metrics, settings.max_queue, settings.max_running)
     jobs = JobRunner(model, store, settings, metrics, scheduler.run_on_device)
-    return Services(settings, model, store, jobs, metrics, scheduler)
+    return Services(settings, model, store, jobs, metrics, scheduler, HotVideos(settings.hot_cache_bytes))

@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     # Cache. No Redis URL: an in-process LRU bounded in bytes.
     redis_url: str | None = None
     memory_cache_bytes: int = 2 << 30
+    hot_cache_bytes: int = 2 << 30  # decoded videos kept in process in front of the store
     cache_ttl_s: int = 7 * 24 * 3600
     lease_s: float = 30.0
 

@@ -34,15 +34,21 @@ async def load_encoded(svc: Services, video_id: str) -> EncodedVideo:
     if status["status"] == "failed":
         raise ApiError(409, "video_failed", f"processing the video failed: {status.get('error')}; send it again")
     started = time.perf_counter()
-    data = await svc.store.get_tokens(video_id)
-    if data is None:
-        svc.metrics.cache_misses.labels("ask").inc()
-        raise ApiError(404, "not_found", "the video's tokens have expired from the cache; send it again")
+    hot = svc.hot.get(video_id)
+    if hot is not None and await svc.store.has_tokens(video_id):
+        encoded = hot
+    else:
+        svc.hot.discard(video_id)
+        data = await svc.store.get_tokens(video_id)
+        if data is None:
+            svc.metrics.cache_misses.labels("ask").inc()
+            raise ApiError(404, "not_found", "the video's tokens have expired from the cache; send it again")
+        try:
+            encoded = await run_in_threadpool(EncodedVideo.from_bytes, data)
+        except EncodedFormatError as exc:
+            raise ApiError(500, "cache_corrupt", "the cached tokens are unreadable; send the video again") from exc
+        svc.hot.put(video_id, encoded)
     svc.metrics.cache_hits.labels("ask").inc()
-    try:
-        encoded = await run_in_threadpool(EncodedVideo.from_bytes, data)
-    except EncodedFormatError as exc:
-        raise ApiError(500, "cache_corrupt", "the cached tokens are unreadable; send the video again") from exc
     svc.metrics.cache_load.observe(time.perf_counter() - started)
     return encoded
 

@@ -84,6 +84,7 @@ async def get_video(video_id: str, svc: Services = Depends(services)) -> JSONRes
 
 @router.delete("/videos/{video_id}", status_code=204)
 async def delete_video(video_id: str, svc: Services = Depends(services)) -> Response:
-    if not await svc.store.delete(check_id(video_id)):
+    svc.hot.discard(check_id(video_id))
+    if not await svc.store.delete(video_id):
         raise ApiError(404, "not_found", "no such video")
     return Response(status_code=204)
