@@ -87,3 +87,35 @@ def test_memory_store_expires_tokens_and_leases() -> None:
         assert not await store.renew_lease("v", "me", 1)
 
     asyncio.run(scenario())
+
+
+def test_hot_videos_lru_in_bytes(model) -> None:  # type: ignore[no-untyped-def]
+    from server.cache.hot import HotVideos
+    from tests.models.synthetic import synthetic_encoded
+
+    video = synthetic_encoded(model, 2)
+    hot = HotVideos(max_bytes=video.nbytes * 2)
+    hot.put("a", video)
+    hot.put("b", synthetic_encoded(model, 2))
+    assert hot.get("a") is video  # now the most recent
+    hot.put("c", synthetic_encoded(model, 2))
+    assert hot.get("b") is None and hot.get("a") is video and hot.get("c") is not None
+    hot.discard("a")
+    assert hot.get("a") is None
+
+
+def test_hot_copy_is_not_used_once_the_store_lost_the_tokens(app_server: ServerThread, redis_server,  # type: ignore[no-untyped-def]
+                                                               video_dir: Path) -> None:
+    import redis
+
+    video = write_video(video_dir / "hot.mp4", seconds=3, fps=2, seed=23)
+    with app_server.client() as client:
+        video_id = client.post("/videos", files={"file": ("v.mp4", video.read_bytes())}).json()["id"]
+        app_server.wait_ready(video_id)
+        body = {"question": "What?", "max_new_tokens": 2, "stream": False}
+        assert client.post(f"/videos/{video_id}/ask", json=body).status_code == 200
+        assert app_server.services.hot.get(video_id) is not None
+        # Another replica deletes the video: only the shared store knows.
+        redis.Redis.from_url(redis_server.url).delete(app_server.services.store.keys.tokens(video_id))  # type: ignore[attr-defined]
+        gone = client.post(f"/videos/{video_id}/ask", json=body)
+        assert gone.status_code == 404
