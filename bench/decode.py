@@ -61,7 +61,7 @@ def max_error(numbers: list[int], seconds: int) -> float:
     exact = [math.ceil(k * FPS) for k in range(seconds)]  # first frame at or after each second
     if len(numbers) != len(exact):
         return float("inf")
-    return max(abs(n - e) / FPS for n, e in zip(numbers, exact))
+    return max(abs(n - e) / FPS for n, e in zip(numbers, exact, strict=True))
 
 
 def ours(path: Path, threads: int) -> list[int]:

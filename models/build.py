@@ -41,6 +41,20 @@ class BuiltInputs:
         return int(self.inputs_embeds.shape[1])
 
 
+def compression_summary(encoded: EncodedVideo, built: BuiltInputs) -> dict[str, object]:
+    """What the per-video and per-question steps did to the video, for people and logs."""
+    return {
+        "frames_sampled": encoded.frames_sampled,
+        "frames_survived_dino": encoded.frames_survived,
+        "frames_kept": int(built.frame_indices.numel()),
+        "regime": built.regime,
+        "stc_applied": built.stc_applied,
+        "highres_frames": built.highres_frames,
+        "visual_tokens_before": built.visual_tokens_before,
+        "visual_tokens_after": built.visual_tokens_after,
+    }
+
+
 def frame_tokens(model: LongVU, features: torch.Tensor, side: int, size: tuple[int, int]) -> torch.Tensor:
     """SVA features [F, side*side, C] -> LLM tokens [F, rows * (cols + 1), H]: project,
     cut the padding away, add the newline token after every row."""

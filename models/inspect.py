@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from models.build import build_inputs
+from models.build import build_inputs, compression_summary
 from models.encode import encode_video
 from models.frames import Frame, sample_frames
 from models.model import load_longvu
@@ -41,14 +41,7 @@ def inspect(args: argparse.Namespace) -> dict[str, object]:
     )
     built = build_inputs(model, encoded, args.question)
     counts = {
-        "frames_sampled": encoded.frames_sampled,
-        "frames_survived_dino": encoded.frames_survived,
-        "frames_kept": int(built.frame_indices.numel()),
-        "regime": built.regime,
-        "stc_applied": built.stc_applied,
-        "highres_frames": built.highres_frames,
-        "visual_tokens_before": built.visual_tokens_before,
-        "visual_tokens_after": built.visual_tokens_after,
+        **compression_summary(encoded, built),
         "prompt_tokens": built.prompt_tokens,
         "width": encoded.width,
         "height": encoded.height,

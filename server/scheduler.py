@@ -19,7 +19,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from models.build import BuiltInputs, build_inputs
+from models.build import BuiltInputs, build_inputs, compression_summary
 from models.encoded import EncodedVideo
 from models.generate import Detokenizer, SamplingParams, generate_ids
 from models.model import LongVU
@@ -176,7 +176,7 @@ class Scheduler:
         if tail:
             ask.answer.append(tail)
             ask.emit("token", {"text": tail})
-        built, encoded = ask.built, ask.encoded
+        built = ask.built
         self.metrics.visual_tokens_before.inc(built.visual_tokens_before)
         self.metrics.visual_tokens_after.inc(built.visual_tokens_after)
         ask.timings["total_s"] = time.perf_counter() - ask.received_at
@@ -190,15 +190,7 @@ class Scheduler:
                 "completion_tokens": ask.generated,
             },
             "timings": {k: round(v, 6) for k, v in ask.timings.items()},
-            "compression": {
-                "frames_sampled": encoded.frames_sampled,
-                "frames_kept": int(built.frame_indices.numel()),
-                "regime": built.regime,
-                "stc_applied": built.stc_applied,
-                "highres_frames": built.highres_frames,
-                "visual_tokens_before": built.visual_tokens_before,
-                "visual_tokens_after": built.visual_tokens_after,
-            },
+            "compression": compression_summary(ask.encoded, built),
         })
 
     def _fail_all(self, message: str) -> None:

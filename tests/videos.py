@@ -24,7 +24,7 @@ def write_video(
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=_rate(fps))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for i in range(round(seconds * fps)):
+        for _ in range(round(seconds * fps)):
             image = base if static else rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                 container.mux(packet)

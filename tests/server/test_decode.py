@@ -50,7 +50,7 @@ def test_exact_frames(tmp_path: Path, fps: Fraction, gop: int, bframes: int, con
     plain = list(sample_frames(video))
     assert [f.pts_s for f in fast] == [f.pts_s for f in plain]
     assert [f.index for f in fast] == list(range(len(plain)))
-    for a, b in zip(fast, plain):
+    for a, b in zip(fast, plain, strict=True):
         assert np.array_equal(a.rgb, b.rgb)
 
 
