@@ -136,6 +136,7 @@ def encode_video(
         rgbs = [f.rgb for f in batch]
         dino_pixels = DINO(rgbs)
 
+        @torch.inference_mode()  # device steps may run on another thread
         def dino_and_prune() -> tuple[torch.Tensor, list[bool]]:
             maps = model.towers.encode_dino(dino_pixels.to(model.device))
             windows = [window_prune(maps[i : i + WINDOW], cfg.dino_threshold)[0] for i in range(0, len(batch), WINDOW)]
@@ -154,6 +155,7 @@ def encode_video(
         if mask is None:
             mask = sva_attention_mask(cfg.aux_side, cfg.query_side, unpad_size(width, height, size_quirk))
 
+        @torch.inference_mode()
         def siglip_and_fuse() -> torch.Tensor:
             siglip = model.towers.encode_siglip(siglip_pixels.to(model.device))
             return model.connector.aggregate(siglip, dino[rows], mask).cpu()

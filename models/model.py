@@ -128,6 +128,8 @@ def load_longvu(
     llm = llm_cls.from_pretrained(str(ckpt_dir), config=llm_config, dtype=dtype).to(device).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(ckpt_dir))
 
+    for module in (llm, connector, towers.siglip, towers.dino):
+        module.requires_grad_(False)
     return LongVU(
         config=config,
         tokenizer=tokenizer,
