@@ -34,7 +34,83 @@ def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Genera
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
-@torch.inference_mode()
+def default_stop_ids(model: LongVU, params: SamplingParams) -> set[int]:
+    return set() if params.ignore_eos else stop_token_ids(model.tokenizer)
+
+
+class BatchDecoder:
+    """Decodes several prompts together, one token per row per `step`.
+
+    The prompts' embeddings differ in length: they are left-padded, with an attention
+    mask and position ids that skip the padding. A single prompt takes the plain path
+    (no mask), which is what `generate_ids` uses. A finished row is fed a dummy token
+    until the whole batch is done.
+    """
+
+    @torch.inference_mode()
+    def __init__(self, model: LongVU, embeds: list[torch.Tensor], params: list[SamplingParams],
+                 stop_ids: list[set[int]]) -> None:
+        self.model, self.params, self.stop_ids = model, params, stop_ids
+        self.generators = [
+            torch.Generator(device=model.device).manual_seed(p.seed) if p.seed is not None else None for p in params
+        ]
+        self.produced = [0] * len(embeds)
+        self.finished = [False] * len(embeds)
+        self.mask: torch.Tensor | None = None
+        self.next_position: torch.Tensor | None = None
+        if len(embeds) == 1:
+            out = model.llm(inputs_embeds=embeds[0][None].to(model.device), use_cache=True, logits_to_keep=1)
+        else:
+            longest = max(e.shape[0] for e in embeds)
+            padded = embeds[0].new_zeros(len(embeds), longest, embeds[0].shape[-1], device=model.device)
+            self.mask = torch.zeros(len(embeds), longest, dtype=torch.long, device=model.device)
+            for row, e in enumerate(embeds):
+                padded[row, longest - e.shape[0] :] = e
+                self.mask[row, longest - e.shape[0] :] = 1
+            positions = (self.mask.cumsum(-1) - 1).clamp(min=0)
+            out = model.llm(inputs_embeds=padded, attention_mask=self.mask, position_ids=positions,
+                            use_cache=True, logits_to_keep=1)
+            self.next_position = positions[:, -1:] + 1
+        self.past, self.logits = out.past_key_values, out.logits[:, -1]
+
+    def _spent(self, row: int) -> bool:
+        return self.finished[row] or self.produced[row] >= self.params[row].max_new_tokens
+
+    @property
+    def done(self) -> bool:
+        return all(self._spent(row) for row in range(len(self.params)))
+
+    @torch.inference_mode()
+    def step(self, cancelled: list[bool]) -> list[int | None]:
+        """The next token of every row; None for a row that has finished (now or before)."""
+        tokens: list[int | None] = []
+        for row, params in enumerate(self.params):
+            if cancelled[row] or self._spent(row):
+                self.finished[row] = True
+                tokens.append(None)
+                continue
+            token = sample(self.logits[row], params, self.generators[row])
+            if token in self.stop_ids[row]:
+                self.finished[row] = True
+                tokens.append(None)
+                continue
+            self.produced[row] += 1
+            tokens.append(token)
+        if self.done:
+            return tokens  # no row needs another forward pass
+        feed = torch.tensor([[t if t is not None else 0] for t in tokens], device=self.model.device)
+        if self.mask is None:
+            out = self.model.llm(input_ids=feed, past_key_values=self.past, use_cache=True, logits_to_keep=1)
+        else:
+            assert self.next_position is not None
+            self.mask = torch.cat([self.mask, self.mask.new_ones(len(tokens), 1)], dim=1)
+            out = self.model.llm(input_ids=feed, attention_mask=self.mask, position_ids=self.next_position,
+                                 past_key_values=self.past, use_cache=True, logits_to_keep=1)
+            self.next_position = self.next_position + 1
+        self.past, self.logits = out.past_key_values, out.logits[:, -1]
+        return tokens
+
+
 def generate_ids(
     model: LongVU,
     inputs_embeds: torch.Tensor,
@@ -43,21 +119,13 @@ def generate_ids(
     stop_ids: set[int] | None = None,
 ) -> Iterator[int]:
     """Yield new token ids until a stop token, `max_new_tokens`, or `cancelled()`."""
-    if stop_ids is None:
-        stop_ids = set() if params.ignore_eos else stop_token_ids(model.tokenizer)
-    generator = None
-    if params.seed is not None:
-        generator = torch.Generator(device=model.device).manual_seed(params.seed)
-    out = model.llm(inputs_embeds=inputs_embeds.to(model.device), use_cache=True, logits_to_keep=1)
-    for _ in range(params.max_new_tokens):
-        if cancelled():
-            return
-        token = sample(out.logits[0, -1], params, generator)
-        if token in stop_ids:
+    stop = default_stop_ids(model, params) if stop_ids is None else stop_ids
+    decoder = BatchDecoder(model, [inputs_embeds[0]], [params], [stop])
+    while True:
+        (token,) = decoder.step([cancelled()])
+        if token is None:
             return
         yield token
-        step = torch.tensor([[token]], device=model.device)
-        out = model.llm(input_ids=step, past_key_values=out.past_key_values, use_cache=True, logits_to_keep=1)
 
 
 class Detokenizer:

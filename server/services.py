@@ -71,6 +71,6 @@ def build_services(settings: Settings) -> Services:
     model = load_model(settings)
     store = build_store(settings, model)
     metrics = Metrics()
-    scheduler = Scheduler(model, metrics, settings.max_queue, settings.max_running)
+    scheduler = Scheduler(model, metrics, settings.max_queue, settings.max_running, settings.max_batch)
     jobs = JobRunner(model, store, settings, metrics, scheduler.run_on_device)
     return Services(settings, model, store, jobs, metrics, scheduler, HotVideos(settings.hot_cache_bytes))

@@ -52,7 +52,8 @@ class Settings(BaseSettings):
 
     # Asking.
     max_queue: int = Field(64, ge=0)  # questions waiting for the model; beyond it: 429
-    max_running: int = Field(8, ge=1)  # questions generated together, a token each per round
+    max_running: int = Field(8, ge=1)  # questions in flight, a token each per round
+    max_batch: int = Field(8, ge=1)  # questions prefilled and decoded as one LLM batch
     sse_ping_s: float = 15.0
 
     # Every endpoint but /healthz, /readyz and /metrics needs one of these as a Bearer token.

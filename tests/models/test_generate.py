@@ -62,3 +62,33 @@ def test_prompt_has_one_video_slot(model) -> None:  # type: ignore[no-untyped-de
         "is there an <image> here?<|im_end|>\n<|im_start|>assistant\n"
     )
     assert torch.tensor(ids).dtype == torch.int64
+
+
+def test_a_batch_gives_each_prompt_its_own_answer(model) -> None:  # type: ignore[no-untyped-def]
+    """Prompts of different lengths, left-padded together, answer as they do alone."""
+    from models.generate import BatchDecoder
+
+    prompts = [build_inputs(model, synthetic_encoded(model, n), q).inputs_embeds[0]
+               for n, q in ((2, "Describe it."), (3, "What is the person holding in the left hand?"), (1, "Why?"))]
+    params = [SamplingParams(max_new_tokens=k) for k in (6, 4, 8)]
+    alone = [list(generate_ids(model, p[None], sp, stop_ids=set())) for p, sp in zip(prompts, params, strict=True)]
+    batch = BatchDecoder(model, prompts, params, [set(), set(), set()])
+    together: list[list[int]] = [[], [], []]
+    while not batch.done:
+        for row, token in enumerate(batch.step([False, False, False])):
+            if token is not None:
+                together[row].append(token)
+    assert together == alone
+
+
+def test_a_cancelled_row_stops_alone(model) -> None:  # type: ignore[no-untyped-def]
+    from models.generate import BatchDecoder
+
+    prompts = [_embeds(model)[0], _embeds(model)[0]]
+    batch = BatchDecoder(model, prompts, [SamplingParams(max_new_tokens=5)] * 2, [set(), set()])
+    first = batch.step([False, False])
+    assert None not in first
+    second = batch.step([True, False])
+    assert second[0] is None and second[1] is not None
+    rest = [batch.step([True, False]) for _ in range(3)]
+    assert all(r[0] is None for r in rest) and batch.done

@@ -85,8 +85,8 @@ def test_tokens_arrive_before_the_stream_ends(app_server: ServerThread, video_id
     server cannot have produced the rest of the answer."""
     scheduler = app_server.services.scheduler
     gate = threading.Semaphore(0)
-    step = scheduler._step
-    monkeypatch.setattr(scheduler, "_step", lambda a: gate.acquire() and step(a))
+    advance = scheduler._advance
+    monkeypatch.setattr(scheduler, "_advance", lambda batch: gate.acquire() and advance(batch))
     lines: queue.Queue = queue.Queue()
 
     def read() -> None:
@@ -204,6 +204,39 @@ def test_asking_while_processing_is_409(held_server, video_dir: Path) -> None:  
     release.set()
     assert server.wait_ready(video_id)["status"] == "ready"
     assert ask(server, video_id, stream=False).status_code == 200
+
+
+def test_concurrent_questions_share_a_batch_and_keep_their_answers(
+    tiny_checkpoint: Path, redis_server, upload_dir: Path, video_dir: Path  # type: ignore[no-untyped-def]
+) -> None:
+    server = ServerThread(server_settings(tiny_checkpoint, redis_server.url, upload_dir, max_batch=4)).start()
+    try:
+        video_id = upload_ready(server, write_video(video_dir / "batch.mp4", seconds=4, fps=2, seed=35))
+        questions = ["What happens?", "Who is in the video and what are they wearing?", "Where?"]
+        alone = [ask(server, video_id, question=q, stream=False).json()["answer"] for q in questions]
+        release = threading.Event()
+        holder = threading.Thread(target=server.services.scheduler.run_on_device, args=(release.wait,))
+        holder.start()
+        time.sleep(0.2)
+        with ThreadPoolExecutor(3) as pool:
+            futures = [pool.submit(ask, server, video_id, question=q, stream=False) for q in questions]
+            deadline = time.monotonic() + 5
+            while server.services.scheduler.waiting < 3 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            batches = []
+            original = server.services.scheduler._admit
+
+            def spy() -> None:
+                original()
+                batches.extend(len(b.asks) for b in server.services.scheduler._batches if b.decoder is None)
+
+            server.services.scheduler._admit = spy  # type: ignore[method-assign]
+            release.set()
+            together = [f.result().json()["answer"] for f in futures]
+        assert 3 in batches  # the three waiting questions were prefilled as one batch
+        assert together == alone
+    finally:
+        server.stop()
 
 
 def test_api_keys(tiny_checkpoint: Path, redis_server, upload_dir: Path) -> None:  # type: ignore[no-untyped-def]
