@@ -6,8 +6,9 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.auth import ApiKeyMiddleware
 from server.errors import install_error_handlers
@@ -40,15 +41,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ask.router)
 
     app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys)
-
     # Added last, so outermost: refused requests (401) are counted too.
-    @app.middleware("http")
-    async def count_requests(request: Request, call_next) -> Response:  # type: ignore[no-untyped-def]
-        response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        svc = getattr(request.app.state, "services", None)
-        if svc is not None:
-            svc.metrics.http_requests.labels(template, request.method, str(response.status_code)).inc()
-        return response
+    app.add_middleware(RequestCounter)
     return app
+
+
+class RequestCounter:
+    """Counts responses by route template, method and status. Plain ASGI: it never
+    wraps a streamed body, so answer tokens reach the client without extra hops."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def counting_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                svc = getattr(scope["app"].state, "services", None) if "app" in scope else None
+                if svc is not None:
+                    route = getattr(scope.get("route"), "path", "unmatched")
+                    svc.metrics.http_requests.labels(route, scope["method"], str(message["status"])).inc()
+            await send(message)
+
+        await self.app(scope, receive, counting_send)
