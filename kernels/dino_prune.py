@@ -22,10 +22,10 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.dispatch import Backend, use_triton
+from kernels.dispatch import Backend, interpreting, use_triton
 
 WINDOW = 16
-BLOCK_D = 2048
+BLOCK_D = 1024
 
 
 def window_prune_reference(
@@ -47,15 +47,20 @@ def window_prune_reference(
 
 @triton.jit
 def _gram_part_kernel(x_ptr, part_ptr, n_frames, dim, n_parts,
-                      WINDOW: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_D: tl.constexpr):
+                      WINDOW: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_D: tl.constexpr, HALF_DOT: tl.constexpr):
     win = tl.program_id(0)
     part = tl.program_id(1)
     local = tl.arange(0, BLOCK_W)
     rows = win * WINDOW + local
     cols = part * BLOCK_D + tl.arange(0, BLOCK_D)
     mask = ((local < WINDOW) & (rows < n_frames))[:, None] & (cols < dim)[None, :]
-    x = tl.load(x_ptr + rows.to(tl.int64)[:, None] * dim + cols[None, :], mask=mask, other=0.0).to(tl.float32)
-    gram = tl.dot(x, tl.trans(x), input_precision="ieee")
+    x = tl.load(x_ptr + rows.to(tl.int64)[:, None] * dim + cols[None, :], mask=mask, other=0.0)
+    if HALF_DOT:
+        # fp16/bf16 products are exact in fp32, which the tensor cores accumulate in.
+        gram = tl.dot(x, tl.trans(x), out_dtype=tl.float32)
+    else:
+        x = x.to(tl.float32)
+        gram = tl.dot(x, tl.trans(x), input_precision="ieee")
     tile = local[:, None] * BLOCK_W + local[None, :]
     tl.store(part_ptr + (win * n_parts + part).to(tl.int64) * BLOCK_W * BLOCK_W + tile, gram)
 
@@ -97,8 +102,10 @@ def window_prune_triton(
     parts = torch.empty(n_windows * n_parts * block_w * block_w, dtype=torch.float32, device=flat.device)
     scores = torch.empty(n, dtype=torch.float32, device=flat.device)
     keep = torch.empty(n, dtype=torch.int8, device=flat.device)
+    # The interpreter cannot compute in bf16: there, everything is computed in fp32.
+    half_dot = flat.dtype in (torch.float16, torch.bfloat16) and not interpreting()
     _gram_part_kernel[(n_windows, n_parts)](flat, parts, n, dim, n_parts,
-                                            WINDOW=window, BLOCK_W=block_w, BLOCK_D=block_d)
+                                            WINDOW=window, BLOCK_W=block_w, BLOCK_D=block_d, HALF_DOT=half_dot)
     _window_scores_kernel[(n_windows,)](parts, scores, keep, n, n_parts, float(threshold),
                                         WINDOW=window, BLOCK_W=block_w)
     return keep.bool(), scores

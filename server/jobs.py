@@ -65,6 +65,8 @@ class JobRunner:
         status = await self.store.get_status(video_id)
         if status and status["status"] == "processing" and not await self.store.lease_held(video_id):
             status = dict(status, status="failed", error=STALE, error_code="job_lost")
+        if status and status["status"] == "ready" and not await self.store.has_tokens(video_id):
+            return None  # the tokens were evicted or expired: the video must be sent again
         return status
 
     async def start(self, received: Received, info: VideoInfo) -> dict | None:

@@ -119,3 +119,4 @@ def test_hot_copy_is_not_used_once_the_store_lost_the_tokens(app_server: ServerT
         redis.Redis.from_url(redis_server.url).delete(app_server.services.store.keys.tokens(video_id))  # type: ignore[attr-defined]
         gone = client.post(f"/videos/{video_id}/ask", json=body)
         assert gone.status_code == 404
+        assert client.get(f"/videos/{video_id}").status_code == 404  # a ready status without tokens is gone
