@@ -15,17 +15,9 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
-def triton_available() -> bool:
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def use_triton(tensor: torch.Tensor, backend: Backend = "auto") -> bool:
     if backend == "torch":
         return False
     if backend == "triton":
         return True
-    return triton_available() and (tensor.is_cuda or interpreting())
+    return tensor.is_cuda or interpreting()
