@@ -139,8 +139,8 @@ def encode_video(
         @torch.inference_mode()  # device steps may run on another thread
         def dino_and_prune() -> tuple[torch.Tensor, list[bool]]:
             maps = model.towers.encode_dino(dino_pixels.to(model.device))
-            windows = [window_prune(maps[i : i + WINDOW], cfg.dino_threshold)[0] for i in range(0, len(batch), WINDOW)]
-            return maps, torch.cat(windows).tolist()
+            # Batches start on window boundaries, so the batch's windows are the video's.
+            return maps, window_prune(maps, cfg.dino_threshold, WINDOW)[0].tolist()
 
         dino, keep = on_device(dino_and_prune)
         survived += sum(keep)
