@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Set as AbstractSet
 from dataclasses import dataclass
 
 import torch
 from transformers import PreTrainedTokenizerBase
 
 from models.model import LongVU
-from models.prompt import stop_token_ids
 
 
 @dataclass(frozen=True)
@@ -34,8 +33,8 @@ def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Genera
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
-def default_stop_ids(model: LongVU, params: SamplingParams) -> set[int]:
-    return set() if params.ignore_eos else stop_token_ids(model.tokenizer)
+def default_stop_ids(model: LongVU, params: SamplingParams) -> AbstractSet[int]:
+    return frozenset() if params.ignore_eos else model.stop_ids
 
 
 class BatchDecoder:
@@ -49,7 +48,7 @@ class BatchDecoder:
 
     @torch.inference_mode()
     def __init__(self, model: LongVU, embeds: list[torch.Tensor], params: list[SamplingParams],
-                 stop_ids: list[set[int]]) -> None:
+                 stop_ids: list[AbstractSet[int]]) -> None:
         self.model, self.params, self.stop_ids = model, params, stop_ids
         self.generators = [
             torch.Generator(device=model.device).manual_seed(p.seed) if p.seed is not None else None for p in params
@@ -116,7 +115,7 @@ def generate_ids(
     inputs_embeds: torch.Tensor,
     params: SamplingParams,
     cancelled: Callable[[], bool] = lambda: False,
-    stop_ids: set[int] | None = None,
+    stop_ids: AbstractSet[int] | None = None,
 ) -> Iterator[int]:
     """Yield new token ids until a stop token, `max_new_tokens`, or `cancelled()`."""
     stop = default_stop_ids(model, params) if stop_ids is None else stop_ids

@@ -22,6 +22,7 @@ from transformers.utils import logging as transformers_logging
 from models import checkpoint
 from models.config import LongVUConfig
 from models.connector import Connector
+from models.prompt import stop_token_ids
 from models.towers import DEFAULT_DINO, DEFAULT_SIGLIP, VisionTowers
 
 CONNECTOR_PREFIX = "model."
@@ -42,6 +43,7 @@ class LongVU:
     device: torch.device
     dtype: torch.dtype
     fingerprint: str
+    stop_ids: frozenset[int]  # end-of-turn tokens; read once, the vocabulary is large
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         return self.llm.get_input_embeddings()(ids.to(self.device))
@@ -139,5 +141,6 @@ def load_longvu(
         device=device,
         dtype=dtype,
         fingerprint=fingerprint([ckpt_dir, siglip_dir, dino_dir]),
+        stop_ids=frozenset(stop_token_ids(tokenizer)),
     )
 
