@@ -94,7 +94,8 @@ def in_process_ttft(checkpoint: str, video: Path, repeat: int = 20) -> float:
     from models.build import build_inputs
     from models.encode import encode_video
     from models.frames import sample_frames
-    from models.generate import SamplingParams, generate_ids
+    from models.generate import generate_ids
+    from models.sampling import SamplingParams
     from models.model import load_longvu
 
     model = load_longvu(checkpoint, device="cpu")

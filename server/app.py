@@ -31,7 +31,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await svc.jobs.shutdown()
-            await run_in_threadpool(svc.scheduler.stop)
+            await run_in_threadpool(svc.engine.stop)
             await svc.store.close()
 
     app = FastAPI(title="LongVU server", version="0.1.0", lifespan=lifespan)

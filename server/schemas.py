@@ -33,9 +33,54 @@ class VideoStatus(BaseModel):
 class AskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     question: str = Field(min_length=1, max_length=32_000)
-    max_new_tokens: int = Field(128, ge=1, le=4096)
+    max_new_tokens: int = Field(128, ge=1, le=32768)  # and at most LONGVU_MAX_NEW_TOKENS
     temperature: float = Field(0.0, ge=0.0, le=5.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     stream: bool = True
     seed: int | None = None
     ignore_eos: bool = False
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = Field(description="positions given to the LLM: text and visual tokens")
+    text_tokens: int
+    visual_tokens: int
+    completion_tokens: int
+
+
+class Timings(BaseModel):
+    queue_wait_s: float = Field(description="from submission to admission into the running batch")
+    cache_load_s: float
+    prefill_s: float = Field(description="from admission to the first token: inputs, chunked prefill")
+    ttft_s: float | None = Field(None, description="from the request to the first token; none if no token came")
+    total_s: float
+
+
+class Compression(BaseModel):
+    frames_sampled: int
+    frames_survived_dino: int
+    frames_kept: int
+    regime: Literal["high", "query", "stc"]
+    stc_applied: bool
+    highres_frames: int
+    visual_tokens_before: int
+    visual_tokens_after: int
+
+
+class Answer(BaseModel):
+    """The `done` event of a streamed ask, and the body of a non-streamed one."""
+
+    answer: str
+    finish_reason: Literal["stop", "length"]
+    usage: Usage
+    timings: Timings
+    compression: Compression
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail

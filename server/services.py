@@ -16,7 +16,7 @@ from server.cache.redis_store import RedisStore
 from server.cache.store import Keys, Store, pipeline_fingerprint
 from server.jobs import JobRunner
 from server.metrics import Metrics
-from server.scheduler import Scheduler
+from server.engine import Engine
 from server.settings import Settings
 
 log = logging.getLogger("longvu")
@@ -30,7 +30,7 @@ class Services:
     store: Store
     jobs: JobRunner
     metrics: Metrics
-    scheduler: Scheduler
+    engine: Engine
     hot: HotVideos
 
 
@@ -71,6 +71,8 @@ def build_services(settings: Settings) -> Services:
     model = load_model(settings)
     store = build_store(settings, model)
     metrics = Metrics()
-    scheduler = Scheduler(model, metrics, settings.max_queue, settings.max_running, settings.max_batch)
-    jobs = JobRunner(model, store, settings, metrics, scheduler.run_on_device)
-    return Services(settings, model, store, jobs, metrics, scheduler, HotVideos(settings.hot_cache_bytes))
+    engine = Engine(model, metrics, settings.max_queue, settings.max_running, settings.max_new_tokens,
+                    settings.prefill_chunk, settings.cuda_graphs)
+    engine.warm_up()
+    jobs = JobRunner(model, store, settings, metrics, engine.run_on_device)
+    return Services(settings, model, store, jobs, metrics, engine, HotVideos(settings.hot_cache_bytes))

@@ -52,8 +52,10 @@ class Settings(BaseSettings):
 
     # Asking.
     max_queue: int = Field(64, ge=0)  # questions waiting for the model; beyond it: 429
-    max_running: int = Field(8, ge=1)  # questions in flight, a token each per round
-    max_batch: int = Field(8, ge=1)  # questions prefilled and decoded as one LLM batch
+    max_running: int = Field(16, ge=1)  # questions answering at once: KV slots, the decode batch
+    max_new_tokens: int = Field(4096, ge=1, le=32768)  # the most a question may ask for; sizes the KV slots
+    prefill_chunk: int = Field(512, ge=16)  # prompt positions per prefill step: bounds the stall of others
+    cuda_graphs: bool = True  # decode steps as captured CUDA graphs (GPU only)
     sse_ping_s: float = 15.0
 
     # Every endpoint but /healthz, /readyz and /metrics needs one of these as a Bearer token.

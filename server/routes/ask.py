@@ -6,20 +6,21 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
-from fastapi import APIRouter, Depends
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Request
 from fastapi.sse import KEEPALIVE_COMMENT, EventSourceResponse, format_sse_event
 from starlette.concurrency import run_in_threadpool
 
 from models.encoded import EncodedFormatError, EncodedVideo
-from models.generate import SamplingParams
+from models.sampling import SamplingParams
 from models.prompt import prompt_ids
 from server.errors import ApiError
 from server.routes.deps import services
 from server.routes.videos import check_id
-from server.scheduler import Ask, Overloaded
-from server.schemas import AskRequest
+from server.asks import Ask
+from server.engine import EngineDead, Overloaded
+from server.schemas import Answer, AskRequest, ErrorBody
 from server.services import Services
 
 router = APIRouter()
@@ -64,41 +65,69 @@ async def sse(ask: Ask, ping_s: float) -> AsyncIterator[bytes]:
             except TimeoutError:
                 yield KEEPALIVE_COMMENT
                 continue
-            yield format_sse_event(data_str=_json(payload), event=kind)
+            data = payload.model_dump_json() if isinstance(payload, Answer) else _json(payload)
+            yield format_sse_event(data_str=data, event=kind)
             if kind in ("done", "error"):
                 return
     finally:
-        ask.cancelled.set()  # a client gone mid-answer frees its slot at the next token
+        ask.cancel()  # a client gone mid-answer frees its slot at the next round
 
 
 def _json(payload: object) -> str:
     return json.dumps(payload, ensure_ascii=False)
 
 
-@router.post("/videos/{video_id}/ask")
-async def ask_video(video_id: str, body: AskRequest, svc: Services = Depends(services)):  # type: ignore[no-untyped-def]
-    received_at = time.perf_counter()
-    check_question(svc, body.question)
-    loading = time.perf_counter()
-    encoded = await load_encoded(svc, check_id(video_id))
-    params = SamplingParams(body.max_new_tokens, body.temperature, body.top_p, body.seed, body.ignore_eos)
-    ask = Ask(encoded, body.question, params, asyncio.get_running_loop(), asyncio.Queue(), received_at)
-    ask.timings["cache_load_s"] = time.perf_counter() - loading
-    svc.metrics.cache_load.observe(ask.timings["cache_load_s"])
+async def cancel_on_disconnect(request: Request, ask: Ask) -> None:
+    """A non-streamed client that leaves stops its answer too (the body is read already,
+    so the next message is the disconnect)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+    ask.cancel()
+
+
+def submit(svc: Services, ask: Ask) -> None:
     try:
-        svc.scheduler.submit(ask)
+        svc.engine.submit(ask)
     except Overloaded as exc:
         svc.metrics.rejected.labels("queue_full").inc()
         raise ApiError(429, "overloaded", "too many questions are waiting; try again shortly",
                        {"Retry-After": "1"}) from exc
+    except EngineDead as exc:
+        raise ApiError(503, "worker_dead", str(exc)) from exc
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody} for status in (401, 404, 409, 422, 429, 500, 503)
+}
+
+
+@router.post("/videos/{video_id}/ask", response_model=Answer, responses={
+    200: {"content": {"text/event-stream": {}}, "description": "`token` events, then one `done` (an Answer) "
+          "or `error` event; with `stream: false`, the Answer as JSON"}, **ERRORS})
+async def ask_video(video_id: str, body: AskRequest, request: Request,  # type: ignore[no-untyped-def]
+                    svc: Services = Depends(services)):
+    received_at = time.perf_counter()
+    if body.max_new_tokens > svc.settings.max_new_tokens:
+        raise ApiError(422, "invalid_request", f"max_new_tokens: at most {svc.settings.max_new_tokens}")
+    check_question(svc, body.question)
+    loading = time.perf_counter()
+    encoded = await load_encoded(svc, check_id(video_id))
+    params = SamplingParams(body.max_new_tokens, body.temperature, body.top_p, body.seed, body.ignore_eos)
+    ask = Ask(encoded, body.question, params, svc.metrics, asyncio.get_running_loop(), received_at)
+    ask.timings["cache_load_s"] = time.perf_counter() - loading
+    svc.metrics.cache_load.observe(ask.timings["cache_load_s"])
+    submit(svc, ask)
     if body.stream:
         return EventSourceResponse(sse(ask, svc.settings.sse_ping_s), headers={"Cache-Control": "no-cache"})
+    watcher = asyncio.create_task(cancel_on_disconnect(request, ask))
     try:
-        while True:
+        kind, payload = await ask.events.get()
+        while kind == "token":
             kind, payload = await ask.events.get()
-            if kind == "done":
-                return JSONResponse(payload)
-            if kind == "error":
-                raise ApiError(500, payload["code"], payload["message"])
+        if kind == "error":
+            status = 503 if payload["code"] in ("worker_dead", "shutting_down") else 500
+            raise ApiError(status, payload["code"], payload["message"])
+        return payload
     finally:
-        ask.cancelled.set()
+        watcher.cancel()
+        ask.cancel()

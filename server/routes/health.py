@@ -23,6 +23,8 @@ async def readyz(request: Request) -> dict:
     svc: Services | None = getattr(request.app.state, "services", None)
     if svc is None:
         raise ApiError(503, "not_ready", "the model is still loading")
+    if svc.engine.dead is not None:
+        raise ApiError(503, "worker_dead", svc.engine.dead)
     if not await svc.store.ping():
         raise ApiError(503, "cache_unavailable", "the cache is unreachable")
     return {"status": "ready", "model": svc.model.config.model_type, "fingerprint": svc.model.fingerprint}

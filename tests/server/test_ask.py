@@ -83,10 +83,10 @@ def test_tokens_arrive_before_the_stream_ends(app_server: ServerThread, video_id
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """The worker is held after each token: a token event reaches the client while the
     server cannot have produced the rest of the answer."""
-    scheduler = app_server.services.scheduler
+    engine = app_server.services.engine
     gate = threading.Semaphore(0)
-    advance = scheduler._advance
-    monkeypatch.setattr(scheduler, "_advance", lambda batch: gate.acquire() and advance(batch))
+    step = engine._round
+    monkeypatch.setattr(engine, "_round", lambda admitted: gate.acquire() and step(admitted))
     lines: queue.Queue = queue.Queue()
 
     def read() -> None:
@@ -162,7 +162,7 @@ def held_server(tiny_checkpoint: Path, redis_server, upload_dir: Path) -> Iterat
     server = ServerThread(server_settings(tiny_checkpoint, redis_server.url, upload_dir, max_queue=2,
                                           max_running=1)).start()
     release = threading.Event()
-    holder = threading.Thread(target=server.services.scheduler.run_on_device, args=(release.wait,))
+    holder = threading.Thread(target=server.services.engine.run_on_device, args=(release.wait,))
     yield server, release, holder  # type: ignore[misc]
     release.set()
     server.stop()
@@ -176,7 +176,7 @@ def test_queue_overflow_is_refused_at_once(held_server, video_dir: Path, app_ser
     with ThreadPoolExecutor(2) as pool:
         accepted = [pool.submit(ask, server, video_id, stream=False) for _ in range(2)]
         deadline = time.monotonic() + 5
-        while server.services.scheduler.waiting < 2 and time.monotonic() < deadline:
+        while server.services.engine.waiting < 2 and time.monotonic() < deadline:
             time.sleep(0.02)
         assert metric(server, "longvu_queue_depth") == 2
         started = time.monotonic()
@@ -204,39 +204,6 @@ def test_asking_while_processing_is_409(held_server, video_dir: Path) -> None:  
     release.set()
     assert server.wait_ready(video_id)["status"] == "ready"
     assert ask(server, video_id, stream=False).status_code == 200
-
-
-def test_concurrent_questions_share_a_batch_and_keep_their_answers(
-    tiny_checkpoint: Path, redis_server, upload_dir: Path, video_dir: Path  # type: ignore[no-untyped-def]
-) -> None:
-    server = ServerThread(server_settings(tiny_checkpoint, redis_server.url, upload_dir, max_batch=4)).start()
-    try:
-        video_id = upload_ready(server, write_video(video_dir / "batch.mp4", seconds=4, fps=2, seed=35))
-        questions = ["What happens?", "Who is in the video and what are they wearing?", "Where?"]
-        alone = [ask(server, video_id, question=q, stream=False).json()["answer"] for q in questions]
-        release = threading.Event()
-        holder = threading.Thread(target=server.services.scheduler.run_on_device, args=(release.wait,))
-        holder.start()
-        time.sleep(0.2)
-        with ThreadPoolExecutor(3) as pool:
-            futures = [pool.submit(ask, server, video_id, question=q, stream=False) for q in questions]
-            deadline = time.monotonic() + 5
-            while server.services.scheduler.waiting < 3 and time.monotonic() < deadline:
-                time.sleep(0.02)
-            batches = []
-            original = server.services.scheduler._admit
-
-            def spy() -> None:
-                original()
-                batches.extend(len(b.asks) for b in server.services.scheduler._batches if b.decoder is None)
-
-            server.services.scheduler._admit = spy  # type: ignore[method-assign]
-            release.set()
-            together = [f.result().json()["answer"] for f in futures]
-        assert 3 in batches  # the three waiting questions were prefilled as one batch
-        assert together == alone
-    finally:
-        server.stop()
 
 
 def test_api_keys(tiny_checkpoint: Path, redis_server, upload_dir: Path) -> None:  # type: ignore[no-untyped-def]

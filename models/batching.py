@@ -1,0 +1,212 @@
+"""Continuous batching: questions join the running decode between steps and leave at once.
+
+Slots stay packed: the decoding questions hold slots 0..n-1 and the one being prefilled
+(at most one, in chunks) holds slot n. A decode step runs the first `rows` slots, `rows`
+the smallest bucket that covers n; padding rows write to the scratch position. On CUDA
+each bucket's step is a captured graph: one launch per token for the whole model.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Set as AbstractSet
+from dataclasses import dataclass
+
+import torch
+
+from models.sampling import SamplingParams, sample
+from models.kv_cache import SlotCache
+from models.model import LongVU
+
+log = logging.getLogger("longvu.batching")
+
+
+@dataclass(eq=False)
+class Sequence:
+    embeds: torch.Tensor  # [L, H] the prompt
+    params: SamplingParams
+    stop_ids: AbstractSet[int]
+    generator: torch.Generator | None = None
+    slot: int = -1
+    filled: int = 0  # cache positions written
+    produced: int = 0
+    pending: int = 0  # the last token, fed at the next decode step
+
+    @property
+    def prompt_len(self) -> int:
+        return int(self.embeds.shape[0])
+
+
+@dataclass
+class Emitted:
+    seq: Sequence
+    token: int | None  # None: a stop token came
+    finished: bool  # the sequence has left the batch
+
+
+def buckets(slots: int) -> list[int]:
+    sizes = [1 << i for i in range(slots.bit_length()) if 1 << i < slots]
+    return [*sizes, slots]
+
+
+class ContinuousBatch:
+    def __init__(self, model: LongVU, slots: int, length: int, prefill_chunk: int = 512,
+                 cuda_graphs: bool = False) -> None:
+        cfg = model.llm.config
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        self.model, self.prefill_chunk = model, prefill_chunk
+        self.cache = SlotCache(cfg.num_hidden_layers, slots, cfg.num_key_value_heads, length, head_dim,
+                               model.dtype, model.device)
+        self.decoding: list[Sequence] = []
+        self.prefilling: Sequence | None = None
+        self.buckets = buckets(slots)
+        # Inputs of a decode step live in fixed buffers, so that a captured graph reads them.
+        self._tokens = torch.zeros(slots, 1, dtype=torch.long, device=model.device)
+        self._positions = torch.full((slots,), self.cache.scratch, dtype=torch.long, device=model.device)
+        self._key_index = torch.arange(length, device=model.device)
+        self._graphs: DecodeGraphs | None = None
+        if cuda_graphs and model.device.type == "cuda":
+            self._graphs = DecodeGraphs.capture(self._forward_decode, self.buckets)
+
+    @property
+    def slots(self) -> int:
+        return self.cache.slots
+
+    @property
+    def has_room(self) -> bool:
+        return self.prefilling is None and len(self.decoding) < self.slots
+
+    @property
+    def graphs(self) -> bool:
+        return self._graphs is not None
+
+    def start(self, seq: Sequence) -> None:
+        """Take a slot and begin prefilling; `has_room` must be true."""
+        if not self.has_room:
+            raise RuntimeError("no free slot")
+        need = seq.prompt_len + seq.params.max_new_tokens
+        if need > self.cache.usable:
+            raise ValueError(f"prompt and answer take {need} positions; the cache holds {self.cache.usable}")
+        seq.slot, seq.filled, seq.produced = len(self.decoding), 0, 0
+        self.prefilling = seq
+
+    @torch.inference_mode()
+    def prefill(self) -> Emitted | None:
+        """One chunk of the prefilling prompt; its first token once the prompt is in."""
+        seq = self.prefilling
+        if seq is None:
+            return None
+        start, end = seq.filled, min(seq.filled + self.prefill_chunk, seq.prompt_len)
+        device = self.model.device
+        queries = torch.arange(start, end, device=device)
+        mask = self._key_index[None, :end] <= queries[:, None]
+        self.cache.plan_prefill(seq.slot, start, end)
+        out = self.model.llm(inputs_embeds=seq.embeds[None, start:end].to(device), attention_mask=mask[None, None],
+                             position_ids=queries[None], cache=self.cache, use_cache=True, logits_to_keep=1)
+        seq.filled = end
+        if end < seq.prompt_len:
+            return None
+        self.prefilling = None
+        self.decoding.append(seq)
+        return self._next(seq, out.logits[0, -1], greedy=None)
+
+    @torch.inference_mode()
+    def decode(self) -> list[Emitted]:
+        """One token for every decoding question."""
+        n = len(self.decoding)
+        if n == 0:
+            return []
+        rows = next(b for b in self.buckets if b >= n)
+        scratch = self.cache.scratch
+        tokens = [seq.pending for seq in self.decoding] + [0] * (rows - n)
+        positions = [seq.filled for seq in self.decoding] + [scratch] * (rows - n)
+        self._tokens[:rows, 0].copy_(torch.tensor(tokens), non_blocking=True)
+        self._positions[:rows].copy_(torch.tensor(positions), non_blocking=True)
+        logits = self._graphs.run(rows) if self._graphs is not None else self._forward_decode(rows)
+        greedy = logits[:n].argmax(-1).tolist()
+        stepped = list(self.decoding)
+        for seq in stepped:
+            seq.filled += 1
+        return [self._next(seq, logits[row], greedy[row]) for row, seq in enumerate(stepped)]
+
+    def release(self, seq: Sequence) -> None:
+        """Free the sequence's slot (finished or cancelled); the last slots move down."""
+        if seq is self.prefilling:
+            self.prefilling = None
+        elif seq in self.decoding:
+            index, last = self.decoding.index(seq), len(self.decoding) - 1
+            if index != last:
+                moved = self.decoding[last]
+                self.cache.move(last, index, moved.filled)
+                moved.slot, self.decoding[index] = index, moved
+            self.decoding.pop()
+            if self.prefilling is not None and self.prefilling.slot != len(self.decoding):
+                self.cache.move(self.prefilling.slot, len(self.decoding), self.prefilling.filled)
+                self.prefilling.slot = len(self.decoding)
+        seq.slot = -1
+
+    def clear(self) -> list[Sequence]:
+        """Drop every sequence (after a failed step); returns them."""
+        dropped = [*self.decoding, *([self.prefilling] if self.prefilling else [])]
+        self.decoding, self.prefilling = [], None
+        for seq in dropped:
+            seq.slot = -1
+        return dropped
+
+    def _next(self, seq: Sequence, logits: torch.Tensor, greedy: int | None) -> Emitted:
+        params = seq.params
+        token = greedy if greedy is not None and params.temperature <= 0.0 else sample(logits, params, seq.generator)
+        if token in seq.stop_ids:
+            self.release(seq)
+            return Emitted(seq, None, True)
+        seq.produced += 1
+        seq.pending = token
+        spent = seq.produced >= params.max_new_tokens
+        if spent:
+            self.release(seq)
+        return Emitted(seq, token, spent)
+
+    def _forward_decode(self, rows: int) -> torch.Tensor:
+        positions = self._positions[:rows]
+        mask = self._key_index[None, :] <= positions[:, None]
+        self.cache.plan_decode(rows, positions)
+        out = self.model.llm(input_ids=self._tokens[:rows], attention_mask=mask[:, None, None, :],
+                             position_ids=positions[:, None], cache=self.cache, use_cache=True, logits_to_keep=1)
+        return out.logits[:, -1]
+
+
+class DecodeGraphs:
+    """One CUDA graph per decode bucket, all in one memory pool, checked against eager."""
+
+    def __init__(self) -> None:
+        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        self.outputs: dict[int, torch.Tensor] = {}
+
+    @classmethod
+    def capture(cls, forward: Callable[[int], torch.Tensor], sizes: list[int]) -> DecodeGraphs | None:
+        graphs = cls()
+        pool = torch.cuda.graph_pool_handle()
+        try:
+            with torch.inference_mode():
+                for rows in reversed(sizes):  # largest first: the pool then fits the others
+                    stream = torch.cuda.Stream()
+                    stream.wait_stream(torch.cuda.current_stream())
+                    with torch.cuda.stream(stream):
+                        for _ in range(2):
+                            expected = forward(rows).clone()
+                    torch.cuda.current_stream().wait_stream(stream)
+                    graph = torch.cuda.CUDAGraph()
+                    with torch.cuda.graph(graph, pool=pool):
+                        out = forward(rows)
+                    graph.replay()
+                    if not torch.allclose(out.float(), expected.float(), rtol=1e-2, atol=1e-2):
+                        raise RuntimeError(f"the graph for {rows} rows disagrees with eager decoding")
+                    graphs.graphs[rows], graphs.outputs[rows] = graph, out
+        except Exception:  # eager decoding still works, only slower
+            log.exception("CUDA graph capture failed; decoding eagerly")
+            return None
+        return graphs
+
+    def run(self, rows: int) -> torch.Tensor:
+        self.graphs[rows].replay()
+        return self.outputs[rows]

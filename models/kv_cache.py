@@ -1,0 +1,63 @@
+"""A static KV cache with one slot per running question (gpt-fast style).
+
+Every layer owns two preallocated tensors [slots, kv_heads, length, head_dim]; a question
+keeps its slot from prefill to its last token, so no step allocates or concatenates.
+Before each forward pass the caller says where the new keys go (`plan_prefill` or
+`plan_decode`); the attention layers then call `update`, the one method transformers
+asks of a cache when it is given a ready 4-D mask.
+
+The last position of every slot is scratch: padding rows of a decode batch write there,
+so a bucketed decode never touches a slot's real tokens.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class SlotCache:
+    def __init__(self, layers: int, slots: int, kv_heads: int, length: int, head_dim: int,
+                 dtype: torch.dtype, device: torch.device) -> None:
+        shape = (slots, kv_heads, length, head_dim)
+        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
+        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
+        self.slots, self.length = slots, length
+        self.rows = torch.arange(slots, device=device)
+        self._prefill: tuple[int, int, int] | None = None
+        self._decode: tuple[int, torch.Tensor] | None = None
+
+    @property
+    def scratch(self) -> int:
+        return self.length - 1
+
+    @property
+    def usable(self) -> int:
+        """Positions a question may fill: all but the scratch one."""
+        return self.length - 1
+
+    def plan_prefill(self, slot: int, start: int, end: int) -> None:
+        """The next pass writes positions [start, end) of `slot` and attends to [0, end)."""
+        self._prefill, self._decode = (slot, start, end), None
+
+    def plan_decode(self, rows: int, positions: torch.Tensor) -> None:
+        """The next pass writes one position per slot 0..rows-1 and attends to all of each."""
+        self._prefill, self._decode = None, (rows, positions)
+
+    def update(self, key: torch.Tensor, value: torch.Tensor, layer_idx: int, *args: object,
+               **kwargs: object) -> tuple[torch.Tensor, torch.Tensor]:
+        keys, values = self.keys[layer_idx], self.values[layer_idx]
+        if self._prefill is not None:
+            slot, start, end = self._prefill
+            keys[slot, :, start:end] = key[0]
+            values[slot, :, start:end] = value[0]
+            return keys[slot : slot + 1, :, :end], values[slot : slot + 1, :, :end]
+        assert self._decode is not None, "plan the pass before running it"
+        rows, positions = self._decode
+        keys[self.rows[:rows], :, positions] = key[:, :, 0]
+        values[self.rows[:rows], :, positions] = value[:, :, 0]
+        return keys[:rows], values[:rows]
+
+    def move(self, source: int, target: int, filled: int) -> None:
+        """Copy a question's first `filled` positions to another slot (slots stay packed)."""
+        for tensor in (*self.keys, *self.values):
+            tensor[target, :, :filled].copy_(tensor[source, :, :filled])

@@ -1,0 +1,107 @@
+"""One question's life from the route to its last event.
+
+The route creates an `Ask` and reads its events; the engine's worker thread calls the
+`on_*` methods. Events go to the route's event loop as ("token", {...}), then exactly one
+("done", Answer) or ("error", {...}).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass, field
+
+from models.build import BuiltInputs, compression_summary
+from models.encoded import EncodedVideo
+from models.generate import Detokenizer
+from models.sampling import SamplingParams
+from server.metrics import Metrics
+from server.schemas import Answer, Compression, Timings, Usage
+
+
+@dataclass(eq=False)
+class Ask:
+    encoded: EncodedVideo
+    question: str
+    params: SamplingParams
+    metrics: Metrics
+    loop: asyncio.AbstractEventLoop
+    received_at: float
+    events: asyncio.Queue = field(default_factory=asyncio.Queue)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    enqueued_at: float = field(default_factory=time.perf_counter)
+    admitted_at: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+    built: BuiltInputs | None = None
+    detok: Detokenizer | None = None
+    answer: list[str] = field(default_factory=list)
+    generated: int = 0
+    last_token_at: float = 0.0
+    closed: bool = False
+
+    def cancel(self) -> None:
+        """From any thread: the client is gone; the engine drops the ask at its next round."""
+        self.cancelled.set()
+
+    def _emit(self, kind: str, payload: object) -> None:
+        self.loop.call_soon_threadsafe(self.events.put_nowait, (kind, payload))
+
+    # The worker thread's side.
+    def on_admitted(self) -> None:
+        self.admitted_at = time.perf_counter()
+        self.timings["queue_wait_s"] = self.admitted_at - self.enqueued_at
+        self.metrics.queue_wait.observe(self.timings["queue_wait_s"])
+
+    def on_built(self, built: BuiltInputs, detok: Detokenizer) -> None:
+        self.built, self.detok = built, detok
+
+    def on_prefilled(self) -> None:
+        self.timings["prefill_s"] = time.perf_counter() - self.admitted_at
+        self.metrics.prefill.observe(self.timings["prefill_s"])
+
+    def on_token(self, token: int) -> None:
+        now = time.perf_counter()
+        if self.generated == 0:
+            self.timings["ttft_s"] = now - self.received_at
+            self.metrics.ttft.observe(self.timings["ttft_s"])
+        else:
+            self.metrics.inter_token.observe(now - self.last_token_at)
+        self.generated += 1
+        self.last_token_at = now
+        self.metrics.generated_tokens.inc()
+        assert self.detok is not None
+        text = self.detok.push(token)
+        if text:
+            self.answer.append(text)
+            self._emit("token", {"text": text})
+
+    def on_finish(self, length_reached: bool) -> None:
+        self.closed = True
+        assert self.detok is not None and self.built is not None
+        tail = self.detok.flush()
+        if tail:
+            self.answer.append(tail)
+            self._emit("token", {"text": tail})
+        built = self.built
+        self.metrics.visual_tokens_before.inc(built.visual_tokens_before)
+        self.metrics.visual_tokens_after.inc(built.visual_tokens_after)
+        self.timings["total_s"] = time.perf_counter() - self.received_at
+        self.metrics.ask_latency.observe(self.timings["total_s"])
+        self._emit("done", Answer(
+            answer="".join(self.answer),
+            finish_reason="length" if length_reached else "stop",
+            usage=Usage(prompt_tokens=built.prompt_tokens, text_tokens=int(built.input_ids.numel()) - 1,
+                        visual_tokens=built.visual_tokens_after, completion_tokens=self.generated),
+            timings=Timings(**{k: round(v, 6) for k, v in self.timings.items()}),
+            compression=Compression(**compression_summary(self.encoded, built)),
+        ))
+
+    def on_cancelled(self) -> None:
+        self.closed = True
+        self.metrics.cancelled.inc()
+
+    def on_error(self, code: str, message: str) -> None:
+        if not self.closed:
+            self.closed = True
+            self._emit("error", {"code": code, "message": message})

@@ -1,0 +1,224 @@
+"""The one place the model runs: a worker thread that owns the device.
+
+Each round it runs, in order: at most one piece of ingest work (a batch of frames through
+the towers), the admission of the next waiting question (FIFO) into a free KV slot, one
+prefill chunk of the question being admitted, and one decode step for every question
+that is answering. So a question that arrives mid-answer starts at the next round, a long
+prompt stalls running answers by one chunk at a time, and ingest and answers share the
+device without starving each other.
+
+Faults: an exception in a step fails the questions that step touched, and the worker goes
+on. If the worker itself dies, `dead` says why, every waiter gets an error at once, and
+new work is refused (readiness turns 503).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+import torch
+
+from models.batching import ContinuousBatch, Emitted, Sequence
+from models.build import build_inputs
+from models.generate import Detokenizer, default_stop_ids
+from models.model import LongVU
+from models.prompt import prompt_ids
+from models.sampling import SamplingParams, generator_for
+from server.asks import Ask
+from server.metrics import Metrics
+
+log = logging.getLogger("longvu.engine")
+T = TypeVar("T")
+
+
+class Overloaded(Exception):
+    pass
+
+
+class EngineDead(RuntimeError):
+    pass
+
+
+class Engine:
+    def __init__(self, model: LongVU, metrics: Metrics, max_queue: int, max_running: int, max_new_tokens: int,
+                 prefill_chunk: int, cuda_graphs: bool) -> None:
+        self.model, self.metrics, self.max_queue = model, metrics, max_queue
+        length = model.config.tokenizer_model_max_length + max_new_tokens + 1
+        self.batch = ContinuousBatch(model, max_running, length, prefill_chunk, cuda_graphs)
+        self._waiting: deque[Ask] = deque()
+        self._device_work: deque[tuple[Callable[[], Any], Future]] = deque()
+        self._owners: dict[Sequence, Ask] = {}
+        self._wake = threading.Condition()
+        self._stopping = False
+        self.dead: str | None = None
+        self._thread = threading.Thread(target=self._loop, name="longvu-model", daemon=True)
+        self._thread.start()
+
+    # Any thread.
+    def submit(self, ask: Ask) -> None:
+        with self._wake:
+            if self.dead is not None:
+                raise EngineDead(self.dead)
+            if len(self._waiting) >= self.max_queue:
+                raise Overloaded
+            self._waiting.append(ask)
+            self.metrics.queue_depth.set(len(self._waiting))
+            self._wake.notify()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def running(self) -> int:
+        return len(self._owners)
+
+    def run_on_device(self, work: Callable[[], T]) -> T:
+        """Blocks until the worker ran `work` (ingest threads use it)."""
+        future: Future = Future()
+        with self._wake:
+            if self.dead is not None:
+                raise EngineDead(self.dead)
+            if self._stopping:
+                raise EngineDead("the model worker is stopped")
+            self._device_work.append((work, future))
+            self._wake.notify()
+        return future.result()
+
+    def warm_up(self) -> None:
+        """A dummy prefill and decode, so that the first question pays no start-up costs."""
+        self.run_on_device(self._warm_up)
+
+    def stop(self) -> None:
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
+        self._thread.join(30)
+
+    # The worker thread.
+    def _loop(self) -> None:
+        try:
+            while True:
+                with self._wake:
+                    while not (self._stopping or self._waiting or self._device_work or self._owners):
+                        self._wake.wait()
+                    if self._stopping:
+                        break
+                    work = self._device_work.popleft() if self._device_work else None
+                    admitted = self._next_admission()
+                    self.metrics.queue_depth.set(len(self._waiting))
+                if work is not None:
+                    self._run_device_work(*work)
+                self._round(admitted)
+        except BaseException as exc:  # the worker must not vanish silently
+            self.dead = f"the model worker stopped ({type(exc).__name__}: {exc})"
+            log.critical("%s", self.dead, exc_info=exc)
+            self._fail_all("worker_dead", self.dead)
+            return
+        self._fail_all("shutting_down", "the server is shutting down")
+
+    def _next_admission(self) -> Ask | None:
+        while self._waiting and self.batch.has_room:
+            ask = self._waiting.popleft()
+            if not ask.cancelled.is_set():
+                return ask
+            ask.on_cancelled()  # left while waiting: never prefilled
+        return None
+
+    def _round(self, admitted: Ask | None) -> None:
+        for seq, ask in list(self._owners.items()):
+            if ask.cancelled.is_set():
+                self._drop(seq)
+                ask.on_cancelled()
+        if admitted is not None:
+            self._admit(admitted)
+        if self.batch.prefilling is not None:
+            self._step(lambda: [self.batch.prefill()], [self.batch.prefilling])
+        if self.batch.decoding:
+            self._step(self.batch.decode, list(self.batch.decoding))
+        self.metrics.running.set(self.running)
+
+    def _admit(self, ask: Ask) -> None:
+        ask.on_admitted()
+        try:
+            built = build_inputs(self.model, ask.encoded, ask.question)
+            seq = Sequence(built.inputs_embeds[0], ask.params, default_stop_ids(self.model, ask.params),
+                           generator_for(ask.params, self.model.device))
+            ask.on_built(built, Detokenizer(self.model.tokenizer))
+            self.batch.start(seq)
+        except Exception as exc:  # this question only
+            self._fail(ask, exc)
+            return
+        self._owners[seq] = ask
+
+    def _step(self, step: Callable[[], list[Emitted | None]], touched: list[Sequence]) -> None:
+        try:
+            emitted = step()
+        except Exception as exc:  # the questions in this step fail; the others go on
+            for seq in touched:
+                ask = self._drop(seq)
+                if ask is not None:
+                    self._fail(ask, exc)
+            return
+        for item in emitted:
+            if item is not None:
+                self._deliver(item)
+
+    def _deliver(self, item: Emitted) -> None:
+        ask = self._owners[item.seq]
+        try:
+            if "prefill_s" not in ask.timings:  # the prefill's own token
+                ask.on_prefilled()
+            if item.token is not None:
+                ask.on_token(item.token)
+            if item.finished:
+                self._owners.pop(item.seq)
+                ask.on_finish(length_reached=item.token is not None)
+        except Exception as exc:
+            self._drop(item.seq)
+            self._fail(ask, exc)
+
+    def _drop(self, seq: Sequence) -> Ask | None:
+        self.batch.release(seq)
+        return self._owners.pop(seq, None)
+
+    def _fail(self, ask: Ask, exc: Exception) -> None:
+        log.error("answering failed", exc_info=exc)
+        ask.on_error("generation_failed", f"generation failed ({type(exc).__name__})")
+
+    def _run_device_work(self, work: Callable[[], Any], future: Future) -> None:
+        try:
+            future.set_result(work())
+        except BaseException as exc:  # handed to the waiting ingest thread
+            future.set_exception(exc)
+
+    def _fail_all(self, code: str, message: str) -> None:
+        with self._wake:
+            waiting, self._waiting = list(self._waiting), deque()
+            work, self._device_work = list(self._device_work), deque()
+        for ask in [*self._owners.values(), *waiting]:
+            ask.on_error(code, message)
+        self._owners.clear()
+        self.batch.clear()
+        for _, future in work:
+            future.set_exception(EngineDead(message))
+        self.metrics.running.set(0)
+        self.metrics.queue_depth.set(0)
+
+    @torch.inference_mode()
+    def _warm_up(self) -> None:
+        started = time.perf_counter()
+        ids = [i for i in prompt_ids(self.model.tokenizer, self.model.config, "warm up") if i >= 0]
+        seq = Sequence(self.model.embed(torch.tensor(ids)), SamplingParams(max_new_tokens=4), frozenset())
+        self.batch.start(seq)
+        while self.batch.prefilling is not None:
+            self.batch.prefill()
+        while self.batch.decoding:
+            self.batch.decode()
+        log.info("warmed up in %.2f s (CUDA graphs: %s)", time.perf_counter() - started, self.batch.graphs)
