@@ -2,8 +2,11 @@
 
 Slots stay packed: the decoding questions hold slots 0..n-1 and the one being prefilled
 (at most one, in chunks) holds slot n. A decode step runs the first `rows` slots, `rows`
-the smallest bucket that covers n; padding rows write to the scratch position. On CUDA
-each bucket's step is a captured graph: one launch per token for the whole model.
+the smallest bucket that covers n, and attends to the first `window` positions, the
+smallest multiple of `window_block` that holds the longest row: attention reads what the
+questions hold, not the cache's full length. Padding rows write to the scratch position.
+On CUDA each (rows, window) step is a captured graph: one launch per token for the whole
+model.
 """
 
 from __future__ import annotations
@@ -49,9 +52,13 @@ def buckets(slots: int) -> list[int]:
     return [*sizes, slots]
 
 
+def windows(length: int, block: int) -> list[int]:
+    return [*range(block, length, block), length]
+
+
 class ContinuousBatch:
     def __init__(self, model: LongVU, slots: int, length: int, prefill_chunk: int = 512,
-                 cuda_graphs: bool = False) -> None:
+                 cuda_graphs: bool = False, window_block: int = 1024) -> None:
         cfg = model.llm.config
         head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         self.model, self.prefill_chunk = model, prefill_chunk
@@ -60,13 +67,15 @@ class ContinuousBatch:
         self.decoding: list[Sequence] = []
         self.prefilling: Sequence | None = None
         self.buckets = buckets(slots)
+        self.windows = windows(length, window_block)
         # Inputs of a decode step live in fixed buffers, so that a captured graph reads them.
         self._tokens = torch.zeros(slots, 1, dtype=torch.long, device=model.device)
         self._positions = torch.full((slots,), self.cache.scratch, dtype=torch.long, device=model.device)
         self._key_index = torch.arange(length, device=model.device)
         self._graphs: DecodeGraphs | None = None
         if cuda_graphs and model.device.type == "cuda":
-            self._graphs = DecodeGraphs.capture(self._forward_decode, self.buckets)
+            shapes = [(rows, window) for rows in self.buckets for window in self.windows]
+            self._graphs = DecodeGraphs.capture(self._forward_decode, shapes)
 
     @property
     def slots(self) -> int:
@@ -117,12 +126,17 @@ class ContinuousBatch:
         if n == 0:
             return []
         rows = next(b for b in self.buckets if b >= n)
+        longest = max(seq.filled for seq in self.decoding) + 1
+        window = next(w for w in self.windows if w >= longest)
         scratch = self.cache.scratch
         tokens = [seq.pending for seq in self.decoding] + [0] * (rows - n)
         positions = [seq.filled for seq in self.decoding] + [scratch] * (rows - n)
         self._tokens[:rows, 0].copy_(torch.tensor(tokens), non_blocking=True)
         self._positions[:rows].copy_(torch.tensor(positions), non_blocking=True)
-        logits = self._graphs.run(rows) if self._graphs is not None else self._forward_decode(rows)
+        if self._graphs is not None:
+            logits = self._graphs.run(rows, window)
+        else:
+            logits = self._forward_decode(rows, window)
         greedy = logits[:n].argmax(-1).tolist()
         stepped = list(self.decoding)
         for seq in stepped:
@@ -166,47 +180,49 @@ class ContinuousBatch:
             self.release(seq)
         return Emitted(seq, token, spent)
 
-    def _forward_decode(self, rows: int) -> torch.Tensor:
+    def _forward_decode(self, rows: int, window: int) -> torch.Tensor:
         positions = self._positions[:rows]
-        mask = self._key_index[None, :] <= positions[:, None]
-        self.cache.plan_decode(rows, positions)
+        mask = self._key_index[None, :window] <= positions[:, None]
+        self.cache.plan_decode(rows, positions, window)
         out = self.model.llm(input_ids=self._tokens[:rows], attention_mask=mask[:, None, None, :],
                              position_ids=positions[:, None], cache=self.cache, use_cache=True, logits_to_keep=1)
         return out.logits[:, -1]
 
 
 class DecodeGraphs:
-    """One CUDA graph per decode bucket, all in one memory pool, checked against eager."""
+    """One CUDA graph per decode shape (rows, window), all in one memory pool, each checked
+    against eager decoding when captured."""
 
     def __init__(self) -> None:
-        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
-        self.outputs: dict[int, torch.Tensor] = {}
+        self.graphs: dict[tuple[int, int], torch.cuda.CUDAGraph] = {}
+        self.outputs: dict[tuple[int, int], torch.Tensor] = {}
 
     @classmethod
-    def capture(cls, forward: Callable[[int], torch.Tensor], sizes: list[int]) -> DecodeGraphs | None:
+    def capture(cls, forward: Callable[[int, int], torch.Tensor],
+                shapes: list[tuple[int, int]]) -> DecodeGraphs | None:
         graphs = cls()
         pool = torch.cuda.graph_pool_handle()
         try:
             with torch.inference_mode():
-                for rows in reversed(sizes):  # largest first: the pool then fits the others
+                for shape in reversed(shapes):  # largest first: the pool then fits the others
                     stream = torch.cuda.Stream()
                     stream.wait_stream(torch.cuda.current_stream())
                     with torch.cuda.stream(stream):
                         for _ in range(2):
-                            expected = forward(rows).clone()
+                            expected = forward(*shape).clone()
                     torch.cuda.current_stream().wait_stream(stream)
                     graph = torch.cuda.CUDAGraph()
                     with torch.cuda.graph(graph, pool=pool):
-                        out = forward(rows)
+                        out = forward(*shape)
                     graph.replay()
                     if not torch.allclose(out.float(), expected.float(), rtol=1e-2, atol=1e-2):
-                        raise RuntimeError(f"the graph for {rows} rows disagrees with eager decoding")
-                    graphs.graphs[rows], graphs.outputs[rows] = graph, out
+                        raise RuntimeError(f"the graph for {shape} disagrees with eager decoding")
+                    graphs.graphs[shape], graphs.outputs[shape] = graph, out
         except Exception:  # eager decoding still works, only slower
             log.exception("CUDA graph capture failed; decoding eagerly")
             return None
         return graphs
 
-    def run(self, rows: int) -> torch.Tensor:
-        self.graphs[rows].replay()
-        return self.outputs[rows]
+    def run(self, rows: int, window: int) -> torch.Tensor:
+        self.graphs[rows, window].replay()
+        return self.outputs[rows, window]

@@ -7,7 +7,8 @@ Before each forward pass the caller says where the new keys go (`plan_prefill` o
 asks of a cache when it is given a ready 4-D mask.
 
 The last position of every slot is scratch: padding rows of a decode batch write there,
-so a bucketed decode never touches a slot's real tokens.
+so a bucketed decode never touches a slot's real tokens. A decode step reads only a window
+of positions that holds every row's tokens, not the whole slot.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ class SlotCache:
         self.slots, self.length = slots, length
         self.rows = torch.arange(slots, device=device)
         self._prefill: tuple[int, int, int] | None = None
-        self._decode: tuple[int, torch.Tensor] | None = None
+        self._decode: tuple[int, torch.Tensor, int] | None = None
 
     @property
     def scratch(self) -> int:
@@ -39,9 +40,10 @@ class SlotCache:
         """The next pass writes positions [start, end) of `slot` and attends to [0, end)."""
         self._prefill, self._decode = (slot, start, end), None
 
-    def plan_decode(self, rows: int, positions: torch.Tensor) -> None:
-        """The next pass writes one position per slot 0..rows-1 and attends to all of each."""
-        self._prefill, self._decode = None, (rows, positions)
+    def plan_decode(self, rows: int, positions: torch.Tensor, window: int) -> None:
+        """The next pass writes one position per slot 0..rows-1 and attends to the first
+        `window` positions of each (enough to hold every row's tokens)."""
+        self._prefill, self._decode = None, (rows, positions, window)
 
     def update(self, key: torch.Tensor, value: torch.Tensor, layer_idx: int, *args: object,
                **kwargs: object) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,10 +54,10 @@ class SlotCache:
             values[slot, :, start:end] = value[0]
             return keys[slot : slot + 1, :, :end], values[slot : slot + 1, :, :end]
         assert self._decode is not None, "plan the pass before running it"
-        rows, positions = self._decode
+        rows, positions, window = self._decode
         keys[self.rows[:rows], :, positions] = key[:, :, 0]
         values[self.rows[:rows], :, positions] = value[:, :, 0]
-        return keys[:rows], values[:rows]
+        return keys[:rows, :, :window], values[:rows, :, :window]
 
     def move(self, source: int, target: int, filled: int) -> None:
         """Copy a question's first `filled` positions to another slot (slots stay packed)."""

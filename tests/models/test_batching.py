@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.batching import ContinuousBatch, Emitted, Sequence, buckets
+from models.batching import ContinuousBatch, Emitted, Sequence, buckets, windows
 from models.build import build_inputs
 from models.generate import generate_ids
 from models.sampling import SamplingParams
@@ -31,14 +31,17 @@ def collect(out: dict[int, list[int]], emitted: list[Emitted | None], ids: dict[
 
 def test_buckets_cover_every_count() -> None:
     assert buckets(1) == [1] and buckets(8) == [1, 2, 4, 8] and buckets(6) == [1, 2, 4, 6]
+    assert windows(2500, 1024) == [1024, 2048, 2500] and windows(1024, 1024) == [1024]
 
 
 def test_joining_mid_decode_and_leaving_keeps_every_answer(model, prompts) -> None:  # type: ignore[no-untyped-def]
     """Prompts join one by one while others decode, in chunks smaller than a prompt;
-    sequences leave at different times, so slots are moved; each answer equals its own."""
+    sequences leave at different times, so slots are moved; decode windows grow as the
+    answers do; each answer equals its own."""
     lengths = [9, 4, 12, 6]
     expected = [alone(model, p, n) for p, n in zip(prompts, lengths, strict=True)]
-    batch = ContinuousBatch(model, slots=3, length=max(p.shape[0] for p in prompts) + 13, prefill_chunk=61)
+    batch = ContinuousBatch(model, slots=3, length=max(p.shape[0] for p in prompts) + 13, prefill_chunk=61,
+                            window_block=100)
     seqs = [Sequence(p, SamplingParams(max_new_tokens=n), frozenset()) for p, n in zip(prompts, lengths, strict=True)]
     ids = {id(s): i for i, s in enumerate(seqs)}
     got: dict[int, list[int]] = {i: [] for i in range(len(seqs))}
@@ -82,3 +85,26 @@ def test_stop_token_and_capacity(model, prompts) -> None:  # type: ignore[no-unt
     assert [e.token for e in tokens] == [*free[: free.index(free[2])], None] and tokens[-1].finished
     with pytest.raises(ValueError, match="cache holds"):
         batch.start(Sequence(prompts[0], SamplingParams(max_new_tokens=7), frozenset()))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_cuda_graph_decoding_equals_eager(tiny_checkpoint, prompts) -> None:  # type: ignore[no-untyped-def]
+    from models.model import load_longvu
+
+    gpu = load_longvu(str(tiny_checkpoint), device="cuda", dtype=torch.float32)
+    answers = []
+    for graphs in (False, True):
+        batch = ContinuousBatch(gpu, slots=4, length=max(p.shape[0] for p in prompts) + 20, cuda_graphs=graphs,
+                                window_block=256)
+        assert batch.graphs == graphs
+        seqs = [Sequence(p, SamplingParams(max_new_tokens=16), frozenset()) for p in prompts]
+        ids = {id(s): i for i, s in enumerate(seqs)}
+        got: dict[int, list[int]] = {i: [] for i in range(len(seqs))}
+        for seq in seqs:
+            batch.start(seq)
+            while batch.prefilling is not None:
+                collect(got, [batch.prefill()], ids)
+        while batch.decoding:
+            collect(got, batch.decode(), ids)
+        answers.append(got)
+    assert answers[0] == answers[1]

@@ -1,0 +1,139 @@
+"""Answer speed through the server's engine: batch-1 tokens/s, aggregate tokens/s and TTFT.
+
+    python bench/answer.py                 # GPU: Qwen2-7B shapes, random weights; CPU: the tiny model
+    python bench/answer.py --tiny          # the tiny checkpoint wherever it runs
+
+On a GPU it builds the released `LongVU_Qwen2_7B` shapes with random weights (configs
+written here; nothing downloaded), makes one cached video of an hour (400 kept frames at
+1280x720, so the question runs in the STC regime, as in production), starts the engine
+(warm-up and CUDA graphs included, as the server does), then asks 1, 4, 16 and 64
+questions at once, 128 tokens each, and prints a table. The first question after start-up
+is timed on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from models.config import LongVUConfig  # noqa: E402
+from models.connector import Connector  # noqa: E402
+from models.encoded import EncodedVideo  # noqa: E402
+from models.model import LongVU, llm_classes, load_longvu  # noqa: E402
+from models.sampling import SamplingParams  # noqa: E402
+from models.tiny import LONGVU_CONFIG, write_tiny_checkpoint  # noqa: E402
+from server.asks import Ask  # noqa: E402
+from server.engine import Engine  # noqa: E402
+from server.metrics import Metrics  # noqa: E402
+
+QWEN2_7B = dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+                num_key_value_heads=4, vocab_size=152064, vision_hidden_size=1024, max_window_layers=28)
+TOWER_WIDTHS = (1152, 1536)  # SigLIP so400m, DINOv2-giant
+QUESTION = "What happens in the video? Describe every scene in order."
+
+
+def released_shapes(tiny: LongVU, device: torch.device, dtype: torch.dtype) -> LongVU:
+    """The tiny model's tokenizer and towers around a Qwen2-7B-shaped LLM and connector."""
+    raw = dict(LONGVU_CONFIG, **QWEN2_7B, eos_token_id=tiny.config.raw["eos_token_id"])
+    config = LongVUConfig.from_dict(raw)
+    config_cls, llm_cls = llm_classes(config)
+    llm_config = config_cls(**{k: v for k, v in raw.items() if k not in ("model_type", "architectures")})
+    with torch.device(device):
+        torch.set_default_dtype(dtype)
+        llm = llm_cls(llm_config).eval()
+        connector = Connector(config, TOWER_WIDTHS).eval()
+        torch.set_default_dtype(torch.float32)
+    for module in (llm, connector):
+        module.requires_grad_(False)
+    return dataclasses.replace(tiny, config=config, llm=llm, connector=connector, device=device, dtype=dtype)
+
+
+def hour_of_video(model: LongVU) -> EncodedVideo:
+    frames = 400
+    gen = torch.Generator().manual_seed(0)
+    return EncodedVideo(
+        features=torch.randn(frames, model.config.query_num_list[0], model.config.vision_hidden_size, generator=gen),
+        frame_indices=torch.arange(0, 3600, 9), timestamps=torch.arange(0, 3600, 9, dtype=torch.float64),
+        dino_keep=torch.ones(frames, dtype=torch.bool), pruned=True, frames_sampled=3600, frames_survived=2000,
+        width=1280, height=720, duration_s=3600.0, size_quirk=True,
+    )
+
+
+async def ask_many(engine: Engine, metrics: Metrics, encoded: EncodedVideo, n: int, tokens: int) -> dict:
+    loop = asyncio.get_running_loop()
+    params = SamplingParams(max_new_tokens=tokens, ignore_eos=True)
+    started = time.perf_counter()
+    asks = [Ask(encoded, f"{QUESTION} ({i})", params, metrics, loop, time.perf_counter()) for i in range(n)]
+    for ask in asks:
+        ask.timings["cache_load_s"] = 0.0  # the video is in memory here
+        engine.submit(ask)
+
+    async def finish(ask: Ask) -> None:
+        while (event := await ask.events.get())[0] == "token":
+            pass
+        if event[0] != "done":
+            raise RuntimeError(event[1])
+
+    await asyncio.gather(*(finish(a) for a in asks))
+    wall = time.perf_counter() - started
+    ttfts = sorted(a.timings["ttft_s"] for a in asks)
+    decode_rates = [(a.generated - 1) / (a.timings["total_s"] - a.timings["ttft_s"]) for a in asks]
+    return {
+        "n": n, "wall": wall, "aggregate": sum(a.generated for a in asks) / wall,
+        "per_stream": statistics.median(decode_rates),
+        "ttft_p50": statistics.median(ttfts), "ttft_p99": ttfts[min(n - 1, round(0.99 * (n - 1)))],
+        "prompt": asks[0].built.prompt_tokens if asks[0].built else 0,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tiny", action="store_true", help="the tiny checkpoint even on a GPU")
+    parser.add_argument("--dtype", choices=("float16", "bfloat16"), default="float16")
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
+    parser.add_argument("--max-running", type=int, default=16)
+    parser.add_argument("--no-graphs", action="store_true")
+    args = parser.parse_args()
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    with tempfile.TemporaryDirectory() as tmp:
+        tiny = load_longvu(str(write_tiny_checkpoint(Path(tmp))), device=device)
+    big = device.type == "cuda" and not args.tiny
+    model = released_shapes(tiny, device, getattr(torch, args.dtype)) if big else tiny
+    shape = "Qwen2-7B shapes, random weights" if big else "tiny checkpoint"
+    print(f"{shape} on {torch.cuda.get_device_name() if device.type == 'cuda' else 'CPU'}, {model.dtype}")
+
+    metrics = Metrics()
+    started = time.perf_counter()
+    engine = Engine(model, metrics, max_queue=max(args.concurrency), max_running=args.max_running,
+                    max_new_tokens=args.tokens, prefill_chunk=512, cuda_graphs=not args.no_graphs)
+    engine.warm_up()
+    print(f"engine ready in {time.perf_counter() - started:.1f} s (CUDA graphs: {engine.batch.graphs})")
+    encoded = hour_of_video(model)
+    try:
+        first = asyncio.run(ask_many(engine, metrics, encoded, 1, args.tokens))
+        print(f"first question after start-up: TTFT {first['ttft_p50'] * 1e3:.0f} ms, "
+              f"prompt {first['prompt']} positions")
+        print("| concurrent | aggregate tok/s | per-stream tok/s | TTFT p50 | TTFT p99 | wall |")
+        print("|---|---|---|---|---|---|")
+        for n in args.concurrency:
+            r = asyncio.run(ask_many(engine, metrics, encoded, n, args.tokens))
+            print(f"| {n} | {r['aggregate']:.1f} | {r['per_stream']:.1f} | {r['ttft_p50'] * 1e3:.0f} ms "
+                  f"| {r['ttft_p99'] * 1e3:.0f} ms | {r['wall']:.2f} s |", flush=True)
+    finally:
+        engine.stop()
+
+
+if __name__ == "__main__":
+    main()
