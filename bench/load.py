@@ -95,8 +95,8 @@ def in_process_ttft(checkpoint: str, video: Path, repeat: int = 20) -> float:
     from models.encode import encode_video
     from models.frames import sample_frames
     from models.generate import generate_ids
-    from models.sampling import SamplingParams
     from models.model import load_longvu
+    from models.sampling import SamplingParams
 
     model = load_longvu(checkpoint, device="cpu")
     encoded = encode_video(model, sample_frames(video))

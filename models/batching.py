@@ -12,14 +12,15 @@ model.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Set as AbstractSet
+from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 import torch
 
-from models.sampling import SamplingParams, sample
 from models.kv_cache import SlotCache
 from models.model import LongVU
+from models.sampling import SamplingParams, sample
 
 log = logging.getLogger("longvu.batching")
 

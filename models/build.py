@@ -18,7 +18,7 @@ from models.connector import unpad_extent
 from models.encode import prune_threshold, unpad_size
 from models.encoded import EncodedVideo
 from models.model import LongVU
-from models.prompt import IMAGE_TOKEN_INDEX, prompt_ids
+from models.prompt import IMAGE_TOKEN_INDEX, Conversation, prompt_ids
 
 
 class PromptTooLongError(ValueError):
@@ -30,6 +30,7 @@ class BuiltInputs:
     input_ids: torch.Tensor  # [T] the prompt, IMAGE_TOKEN_INDEX where the video goes
     inputs_embeds: torch.Tensor  # [1, L, H] what the LLM receives
     frame_indices: torch.Tensor  # [F] sampled-frame indices of the frames used
+    timestamps: torch.Tensor  # [F] their presentation times, seconds
     regime: str  # SPEC step 6: "high" | "query" | "stc"
     stc_applied: bool
     visual_tokens_before: int  # at the regime's resolution, before the query / STC
@@ -52,6 +53,7 @@ def compression_summary(encoded: EncodedVideo, built: BuiltInputs) -> dict[str, 
         "highres_frames": built.highres_frames,
         "visual_tokens_before": built.visual_tokens_before,
         "visual_tokens_after": built.visual_tokens_after,
+        "seconds": [round(float(t), 3) for t in built.timestamps],
     }
 
 
@@ -97,7 +99,7 @@ def compress(frames: torch.Tensor, budget: int, threshold: float) -> torch.Tenso
 
 
 @torch.inference_mode()
-def build_inputs(model: LongVU, encoded: EncodedVideo, question: str) -> BuiltInputs:
+def build_inputs(model: LongVU, encoded: EncodedVideo, question: str | Conversation) -> BuiltInputs:
     cfg = model.config
     ids = prompt_ids(model.tokenizer, cfg, question)
     image_at = ids.index(IMAGE_TOKEN_INDEX)
@@ -106,9 +108,10 @@ def build_inputs(model: LongVU, encoded: EncodedVideo, question: str) -> BuiltIn
     if budget < 1:
         raise PromptTooLongError(f"the question leaves no room for the video ({len(ids)} prompt tokens)")
 
-    features, frame_indices = encoded.features, encoded.frame_indices
+    features, frame_indices, timestamps = encoded.features, encoded.frame_indices, encoded.timestamps
     if not encoded.pruned and encoded.frames_sampled >= prune_threshold(model, len(ids)):
-        features, frame_indices = features[encoded.dino_keep], frame_indices[encoded.dino_keep]
+        keep = encoded.dino_keep
+        features, frame_indices, timestamps = features[keep], frame_indices[keep], timestamps[keep]
     features = features.to(model.device, model.dtype)
     n = features.shape[0]
 
@@ -147,6 +150,7 @@ def build_inputs(model: LongVU, encoded: EncodedVideo, question: str) -> BuiltIn
         input_ids=torch.tensor(ids, dtype=torch.int64),
         inputs_embeds=embeds.unsqueeze(0),
         frame_indices=frame_indices,
+        timestamps=timestamps,
         regime="query" if query_regime else ("stc" if stc_regime else "high"),
         stc_applied=stc_applied,
         visual_tokens_before=before,

@@ -115,10 +115,11 @@ def encode_video(
     *,
     size_quirk: bool = True,
     duration_s: float | None = None,
-    progress: Callable[[float], None] | None = None,
+    progress: Callable[[float, int, int], None] | None = None,
     device_step: DeviceStep | None = None,
 ) -> EncodedVideo:
-    """`progress` is called with the presentation time reached, after every batch.
+    """`progress` is called after every batch with the presentation time reached, the
+    frames through the towers and the frames under the DINO threshold so far.
     `device_step` runs each piece of model work (a server hands it to its device
     scheduler, so that questions interleave with a long ingest); by default, in place."""
     on_device: DeviceStep = device_step or (lambda work: work())
@@ -173,7 +174,7 @@ def encode_video(
             run_batch(batch)
             batch = []
             if progress:
-                progress(last_pts)
+                progress(last_pts, sampled, survived)
     if batch:
         run_batch(batch)
     if sampled == 0:
@@ -182,7 +183,7 @@ def encode_video(
     if pruned:
         held.select(cap_indices(len(held.offsets)))
     if progress:
-        progress(last_pts)
+        progress(last_pts, sampled, survived)
 
     return EncodedVideo(
         features=held.stack(),

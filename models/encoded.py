@@ -41,6 +41,19 @@ class EncodedVideo:
     def frames_kept(self) -> int:
         return int(self.features.shape[0]) if self.pruned else self.frames_sampled
 
+    def between(self, start_s: float, end_s: float) -> "EncodedVideo":
+        """The frames held whose time lies in [start_s, end_s], as a video of their own:
+        a question about that part of the video needs no decoding and no encoding."""
+        inside = (self.timestamps >= start_s) & (self.timestamps <= end_s)
+        held = int(inside.sum())
+        return EncodedVideo(
+            features=self.features[inside], frame_indices=self.frame_indices[inside],
+            timestamps=self.timestamps[inside], dino_keep=self.dino_keep[inside], pruned=self.pruned,
+            frames_sampled=held, frames_survived=int(self.dino_keep[inside].sum()) if not self.pruned else held,
+            width=self.width, height=self.height, duration_s=max(0.0, min(end_s, self.duration_s) - start_s),
+            size_quirk=self.size_quirk,
+        )
+
     @property
     def nbytes(self) -> int:
         return sum(getattr(self, name).nbytes for name in _TENSORS)

@@ -6,7 +6,8 @@ runs one prompt through the same class, so there is one decoding path.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Set as AbstractSet
+from collections.abc import Callable, Iterator
+from collections.abc import Set as AbstractSet
 
 import torch
 from tokenizers.decoders import DecodeStream

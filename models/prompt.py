@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
 from transformers import PreTrainedTokenizerBase
 
 from models.config import LongVUConfig
@@ -15,23 +19,40 @@ QWEN_TEMPLATE = (
 STOP_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<|endoftext|>")
 
 
-def prompt_text(tokenizer: PreTrainedTokenizerBase, config: LongVUConfig, question: str) -> str:
-    if config.is_llama:
-        messages = [{"role": "user", "content": f"{IMAGE_TOKEN}\n{question}"}]
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return QWEN_TEMPLATE.format(question=question)
+@dataclass(frozen=True)
+class Turn:
+    """One message of a conversation; `video` marks the turn the video opens."""
+
+    role: Literal["system", "user", "assistant"]
+    text: str
+    video: bool = False
 
 
-def prompt_ids(tokenizer: PreTrainedTokenizerBase, config: LongVUConfig, question: str) -> list[int]:
-    """Token ids of the prompt with IMAGE_TOKEN_INDEX where the video goes.
+Conversation = Sequence[Turn]
+# Marks the video's place in the rendered prompt; removed from every text first, so no
+# text (whatever "<image>" or other marker it holds) can open a second video slot.
+VIDEO_MARK = "\0"
 
-    Only the template's `<image>` becomes the placeholder: the question is tokenized as
-    text, so a question that contains "<image>" cannot inject a second video slot.
-    """
-    before, after = prompt_text(tokenizer, config, "\0").split("\0")
-    head, tail = before.split(IMAGE_TOKEN, 1)
+
+def render(tokenizer: PreTrainedTokenizerBase, config: LongVUConfig, turns: Conversation) -> str:
+    """The prompt text, VIDEO_MARK where the video goes. One user question on a Qwen
+    checkpoint takes the reference's template; anything else the checkpoint's chat template."""
+    if sum(t.video for t in turns) != 1:
+        raise ValueError("a conversation holds exactly one video")
+    clean = [Turn(t.role, t.text.replace(VIDEO_MARK, ""), t.video) for t in turns]
+    if not config.is_llama and len(clean) == 1 and clean[0].role == "user":
+        return QWEN_TEMPLATE.replace(IMAGE_TOKEN, VIDEO_MARK).format(question=clean[0].text)
+    messages = [{"role": t.role, "content": f"{VIDEO_MARK}\n{t.text}" if t.video else t.text} for t in clean]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def prompt_ids(tokenizer: PreTrainedTokenizerBase, config: LongVUConfig, question: str | Conversation) -> list[int]:
+    """Token ids of the prompt with IMAGE_TOKEN_INDEX where the video goes. A plain
+    question is one user turn that opens with the video."""
+    turns = [Turn("user", question, video=True)] if isinstance(question, str) else question
+    head, tail = render(tokenizer, config, turns).split(VIDEO_MARK)
     encode = lambda text: tokenizer(text, add_special_tokens=False).input_ids  # noqa: E731
-    return encode(head) + [IMAGE_TOKEN_INDEX] + encode(tail + question + after)
+    return encode(head) + [IMAGE_TOKEN_INDEX] + encode(tail)
 
 
 def stop_token_ids(tokenizer: PreTrainedTokenizerBase) -> set[int]:

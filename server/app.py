@@ -12,7 +12,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.auth import ApiKeyMiddleware
 from server.errors import install_error_handlers
-from server.routes import ask, health, videos
+from server.limits import BodyLimit
+from server.openai import api_router as openai_api
+from server.routes import ask, events, health, videos
 from server.services import build_services
 from server.settings import Settings
 
@@ -39,7 +41,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(videos.router)
     app.include_router(ask.router)
+    app.include_router(events.router)
+    app.include_router(openai_api.router)
 
+    app.add_middleware(BodyLimit, settings=settings)
     app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys)
     # Added last, so outermost: refused requests (401) are counted too.
     app.add_middleware(RequestCounter)

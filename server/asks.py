@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from models.build import BuiltInputs, compression_summary
 from models.encoded import EncodedVideo
 from models.generate import Detokenizer
+from models.prompt import Conversation
 from models.sampling import SamplingParams
 from server.metrics import Metrics
 from server.schemas import Answer, Compression, Timings, Usage
@@ -23,7 +24,7 @@ from server.schemas import Answer, Compression, Timings, Usage
 @dataclass(eq=False)
 class Ask:
     encoded: EncodedVideo
-    question: str
+    question: str | Conversation
     params: SamplingParams
     metrics: Metrics
     loop: asyncio.AbstractEventLoop

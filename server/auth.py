@@ -31,7 +31,7 @@ class ApiKeyMiddleware:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not key_matches(token.strip(), self.keys):
             response = error_response(401, "unauthorized", "a valid API key is required (Authorization: Bearer <key>)",
-                                      {"WWW-Authenticate": "Bearer"})
+                                      {"WWW-Authenticate": "Bearer"}, scope["path"])
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)

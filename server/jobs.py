@@ -51,6 +51,23 @@ def ready_status(video_id: str, encoded: EncodedVideo, size: int, strategy: str,
     }
 
 
+def live_progress(progress: dict, duration: float, shown: float) -> dict:
+    """The status fields of a running job: stage, counts, seconds done, an ETA from the
+    rate so far. Progress never goes back."""
+    pts, elapsed = progress["pts"], time.monotonic() - progress["started"]
+    fraction = max(shown, min(0.99, pts / duration)) if duration > 0 else shown
+    rate = pts / elapsed if elapsed > 0 else 0.0
+    return {
+        "stage": "encoding" if progress["encoded"] else "decoding",
+        "progress": round(fraction, 4),
+        "frames_decoded": progress["decoded"],
+        "frames_encoded": progress["encoded"],
+        "frames_survived": progress["survived"],
+        "seconds_done": round(pts, 3),
+        "eta_s": round((duration - pts) / rate, 1) if rate > 0 and duration > pts else None,
+    }
+
+
 class JobRunner:
     def __init__(
         self, model: LongVU, store: Store, settings: Settings, metrics: Metrics, device_step: DeviceStep
@@ -75,7 +92,7 @@ class JobRunner:
         if not await self.store.acquire_lease(video_id, self.owner, self.settings.lease_s):
             return None
         status = {
-            "id": video_id, "status": "processing", "progress": 0.0, "duration_s": info.duration_s,
+            "id": video_id, "status": "processing", "stage": "queued", "progress": 0.0, "duration_s": info.duration_s,
             "width": info.width, "height": info.height, "created_at": time.time(), "updated_at": time.time(),
         }
         try:
@@ -96,7 +113,7 @@ class JobRunner:
 
     async def _run(self, received: Received, info: VideoInfo, status: dict) -> None:
         video_id = received.video_id
-        progress = {"pts": 0.0}
+        progress = {"pts": 0.0, "decoded": 0, "encoded": 0, "survived": 0, "started": time.monotonic()}
         decoder = Decoder(
             received.path, info, self.decoder_slots, self.settings.decoder_threads,
             self.settings.decode_timeout_s, int(self.settings.max_duration_s) + 2,
@@ -149,11 +166,13 @@ class JobRunner:
                 if frame is None:
                     return
                 self.metrics.frames_decoded.inc()
+                progress["decoded"] += 1
                 yield frame
 
         encoded = encode_video(
             self.model, timed(), size_quirk=self.settings.size_quirk, duration_s=info.duration_s or None,
-            progress=lambda pts: progress.update(pts=pts), device_step=self.device_step,
+            progress=lambda pts, encoded, survived: progress.update(pts=pts, encoded=encoded, survived=survived),
+            device_step=self.device_step,
         )
         self.metrics.decode_time.observe(decode_s)
         return encoded
@@ -166,9 +185,9 @@ class JobRunner:
                 if time.monotonic() - last_renew > self.settings.lease_s / 3:
                     await self.store.renew_lease(video_id, self.owner, self.settings.lease_s)
                     last_renew = time.monotonic()
-                fraction = min(0.99, progress["pts"] / duration) if duration > 0 else 0.0
-                if fraction > status["progress"]:
-                    status.update(progress=fraction, updated_at=time.time())
+                update = live_progress(progress, duration, status["progress"])
+                if any(status.get(k) != v for k, v in update.items()):
+                    status.update(update, updated_at=time.time())
                     await self.store.put_status(video_id, status)
             except CacheUnavailable:
                 log.warning("cache unreachable while a job runs; progress not recorded")

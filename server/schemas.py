@@ -16,6 +16,12 @@ class VideoStatus(BaseModel):
     id: str
     status: Literal["processing", "ready", "failed"]
     progress: float = 0.0
+    stage: Literal["queued", "decoding", "encoding"] | None = None  # while processing
+    frames_decoded: int | None = None
+    frames_encoded: int | None = None
+    frames_survived: int | None = None
+    seconds_done: float | None = None
+    eta_s: float | None = None
     error: str | None = None
     error_code: str | None = None
     duration_s: float | None = None
@@ -39,6 +45,8 @@ class AskRequest(BaseModel):
     stream: bool = True
     seed: int | None = None
     ignore_eos: bool = False
+    start_s: float | None = Field(None, ge=0.0, le=1e7, description="ask about the video from this second on")
+    end_s: float | None = Field(None, ge=0.0, le=1e7, description="... up to this second (inclusive)")
 
 
 class Usage(BaseModel):
@@ -65,6 +73,7 @@ class Compression(BaseModel):
     highres_frames: int
     visual_tokens_before: int
     visual_tokens_after: int
+    seconds: list[float] = Field(description="presentation times of the frames the answer saw")
 
 
 class Answer(BaseModel):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -14,9 +15,9 @@ from server.cache.hot import HotVideos
 from server.cache.memory_store import MemoryStore
 from server.cache.redis_store import RedisStore
 from server.cache.store import Keys, Store, pipeline_fingerprint
+from server.engine import Engine
 from server.jobs import JobRunner
 from server.metrics import Metrics
-from server.engine import Engine
 from server.settings import Settings
 
 log = logging.getLogger("longvu")
@@ -32,6 +33,7 @@ class Services:
     metrics: Metrics
     engine: Engine
     hot: HotVideos
+    started_at: float = field(default_factory=time.time)
 
 
 def resolve_device(setting: str) -> torch.device:

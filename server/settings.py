@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
-
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -57,6 +55,10 @@ class Settings(BaseSettings):
     prefill_chunk: int = Field(512, ge=16)  # prompt positions per prefill step: bounds the stall of others
     cuda_graphs: bool = True  # decode steps as captured CUDA graphs (GPU only)
     sse_ping_s: float = 15.0
+
+    # OpenAI-compatible endpoint. No name: the checkpoint's directory or hub id.
+    served_model_name: str | None = None
+    chat_ingest_wait_s: float = Field(900.0, gt=0)  # how long a chat request waits for its video's ingest
 
     # Every endpoint but /healthz, /readyz and /metrics needs one of these as a Bearer token.
     api_keys: CommaList = []

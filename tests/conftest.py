@@ -3,7 +3,9 @@ a redis-server, the server under test."""
 
 from __future__ import annotations
 
+import http.server
 import os
+import threading
 
 import torch
 
@@ -77,5 +79,37 @@ def server_settings(checkpoint: Path, redis_url: str | None, upload_dir: Path, *
 def app_server(tiny_checkpoint: Path, redis_server: RedisServer, upload_dir: Path) -> Iterator[ServerThread]:
     """The main server under test: real Redis, private URLs refused."""
     server = ServerThread(server_settings(tiny_checkpoint, redis_server.url, upload_dir)).start()
+    yield server
+    server.stop()
+
+
+class _Files(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802
+        if self.path.startswith("/redirect-private"):
+            self.send_response(302)
+            self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
+            self.end_headers()
+            return
+        super().do_GET()
+
+
+@pytest.fixture(scope="session")
+def file_server(video_dir: Path) -> Iterator[str]:
+    handler = lambda *a, **kw: _Files(*a, directory=str(video_dir), **kw)  # noqa: E731
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+@pytest.fixture(scope="session")
+def url_server(tiny_checkpoint: Path, redis_server, upload_dir: Path) -> Iterator[ServerThread]:  # type: ignore[no-untyped-def]
+    """A server that fetches from private addresses (the test file server is on loopback)."""
+    settings = server_settings(tiny_checkpoint, redis_server.url, upload_dir, url_allow_private=True)
+    server = ServerThread(settings).start()
     yield server
     server.stop()

@@ -8,14 +8,13 @@ import re
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
 
 from server.errors import ApiError
 from server.ingest.intake import Received, fetch_url, receive_upload
-from server.ingest.probe import probe
 from server.routes.deps import services
 from server.schemas import VideoStatus, VideoUrl
 from server.services import Services
+from server.serving import ingest
 
 router = APIRouter()
 VIDEO_ID = re.compile(r"^[0-9a-f]{64}$")
@@ -53,25 +52,8 @@ async def receive(request: Request, svc: Services) -> Received:
 
 @router.post("/videos")
 async def create_video(request: Request, svc: Services = Depends(services)) -> JSONResponse:
-    received = await receive(request, svc)
-    started = False
-    try:
-        if await svc.store.has_tokens(received.video_id):
-            svc.metrics.cache_hits.labels("ingest").inc()
-            status = await svc.jobs.status(received.video_id)
-            return status_response(status or {"id": received.video_id, "status": "ready", "progress": 1.0}, 200)
-        svc.metrics.cache_misses.labels("ingest").inc()
-        info = await run_in_threadpool(probe, received.path, svc.settings)
-        status = await svc.jobs.start(received, info)
-        started = status is not None
-        if status is None:  # another request, here or on another replica, is on it
-            status = await svc.jobs.status(received.video_id) or {"id": received.video_id, "status": "processing"}
-            if status["status"] == "ready":
-                return status_response(status, 200)
-        return status_response(status, 202)
-    finally:
-        if not started:
-            received.path.unlink(missing_ok=True)
+    status, ready = await ingest(svc, await receive(request, svc))
+    return status_response(status, 200 if ready else 202)
 
 
 @router.get("/videos/{video_id}")

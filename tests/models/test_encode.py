@@ -23,14 +23,14 @@ def test_static_video_keeps_only_each_windows_middle_frame(model, static_long_vi
 
 
 def test_short_video_keeps_every_frame_and_the_dino_mask(model, short_video: Path) -> None:  # type: ignore[no-untyped-def]
-    seen: list[float] = []
-    encoded = encode_video(model, sample_frames(short_video), progress=seen.append)
+    seen: list[tuple[float, int, int]] = []
+    encoded = encode_video(model, sample_frames(short_video), progress=lambda *p: seen.append(p))
     assert not encoded.pruned
     assert encoded.frames_sampled == 12 and encoded.features.shape[0] == 12
     assert encoded.frame_indices.tolist() == list(range(12))
     assert encoded.dino_keep.dtype == torch.bool and encoded.dino_keep.shape == (12,)
     assert (encoded.width, encoded.height) == (64, 48)
-    assert seen and seen[-1] == 11.0
+    assert seen and seen[-1][:2] == (11.0, 12) and seen[-1][2] == encoded.frames_survived
 
 
 def test_cap_takes_400_uniformly() -> None:

@@ -261,3 +261,27 @@ def test_metrics_are_exported_and_move(app_server: ServerThread, video_dir: Path
         assert metric(app_server, name) > before[name], name
     with app_server.client() as client:
         assert video_id not in client.get("/metrics").text  # labels carry route templates only
+
+
+def test_a_time_range_question_uses_only_that_range(app_server: ServerThread, video_dir: Path) -> None:
+    video_id = upload_ready(app_server, write_video(video_dir / "range.mp4", seconds=20, fps=1, seed=38))
+    whole = ask(app_server, video_id, stream=False).json()
+    assert whole["compression"]["seconds"] == [float(s) for s in range(20)]
+    decoded = metric(app_server, "longvu_frames_decoded_total")
+    encoded = metric(app_server, "longvu_videos_encoded_total")
+    part = ask(app_server, video_id, stream=False, start_s=5, end_s=9.5)
+    assert part.status_code == 200
+    compression = part.json()["compression"]
+    assert compression["seconds"] == [5.0, 6.0, 7.0, 8.0, 9.0]
+    assert compression["frames_sampled"] == compression["frames_kept"] == 5
+    assert part.json()["usage"]["visual_tokens"] < whole["usage"]["visual_tokens"]
+    assert metric(app_server, "longvu_frames_decoded_total") == decoded  # no decoding,
+    assert metric(app_server, "longvu_videos_encoded_total") == encoded  # no encoding
+    tail = ask(app_server, video_id, stream=False, start_s=18).json()["compression"]["seconds"]
+    assert tail == [18.0, 19.0]
+    for bounds, code in (({"start_s": 30, "end_s": 40}, "empty_range"), ({"start_s": 9, "end_s": 5}, "invalid_range"),
+                         ({"start_s": 5.2, "end_s": 5.8}, "empty_range")):
+        bad = ask(app_server, video_id, stream=False, **bounds)
+        assert bad.status_code == 422 and bad.json()["error"]["code"] == code, bounds
+    negative = ask(app_server, video_id, stream=False, start_s=-1)
+    assert negative.status_code == 422 and negative.json()["error"]["code"] == "invalid_request"

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
 import socket
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -153,29 +151,6 @@ async def _put_status(server: ServerThread, video_id: str, status: dict) -> None
 # --- URL intake -------------------------------------------------------------------------
 
 
-class _Files(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:  # noqa: N802
-        if self.path.startswith("/redirect-private"):
-            self.send_response(302)
-            self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
-            self.end_headers()
-            return
-        super().do_GET()
-
-
-@pytest.fixture(scope="module")
-def file_server(video_dir: Path) -> Iterator[str]:
-    handler = lambda *a, **kw: _Files(*a, directory=str(video_dir), **kw)  # noqa: E731
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-
-
 @pytest.fixture(scope="module")
 def silent_server() -> Iterator[str]:
     """Accepts connections and never answers."""
@@ -184,13 +159,6 @@ def silent_server() -> Iterator[str]:
     sock.listen(8)
     yield f"http://127.0.0.1:{sock.getsockname()[1]}/never"
     sock.close()
-
-
-@pytest.fixture(scope="module")
-def url_server(tiny_checkpoint: Path, redis_server, upload_dir: Path) -> Iterator[ServerThread]:  # type: ignore[no-untyped-def]
-    server = ServerThread(server_settings(tiny_checkpoint, redis_server.url, upload_dir, url_allow_private=True)).start()
-    yield server
-    server.stop()
 
 
 def test_url_intake(url_server: ServerThread, file_server: str, video_dir: Path) -> None:

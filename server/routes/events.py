@@ -1,0 +1,60 @@
+"""GET /videos/{id}/events: a video's ingest progress as server-sent events.
+
+The state lives in the store (Redis when configured), so a subscriber on any replica,
+early or late, sees the same thing: the current status at once, a `progress` event
+whenever it changes, and one closing `ready` or `failed` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Depends
+from fastapi.sse import KEEPALIVE_COMMENT, EventSourceResponse, format_sse_event
+
+from server.errors import ApiError, CacheUnavailable
+from server.routes.deps import services
+from server.routes.videos import check_id
+from server.schemas import VideoStatus
+from server.services import Services
+
+router = APIRouter()
+POLL_S = 0.25
+
+
+async def status_events(svc: Services, video_id: str, status: dict | None) -> AsyncIterator[bytes]:
+    last, quiet = "", 0.0
+    while True:
+        if status is None:
+            yield format_sse_event(data_str=VideoStatus(id=video_id, status="failed", error_code="deleted",
+                                                        error="the video was deleted").model_dump_json(
+                exclude_none=True), event="failed")
+            return
+        body = VideoStatus(**status).model_dump_json(exclude_none=True)
+        kind = status["status"] if status["status"] in ("ready", "failed") else "progress"
+        if body != last:
+            yield format_sse_event(data_str=body, event=kind)
+            last, quiet = body, 0.0
+        elif quiet >= svc.settings.sse_ping_s:
+            yield KEEPALIVE_COMMENT
+            quiet = 0.0
+        if kind != "progress":
+            return
+        await asyncio.sleep(POLL_S)
+        quiet += POLL_S
+        try:
+            status = await svc.jobs.status(video_id)
+        except CacheUnavailable as exc:
+            yield format_sse_event(data_str=json.dumps({"code": exc.code, "message": exc.message}), event="error")
+            return
+
+
+@router.get("/videos/{video_id}/events", responses={200: {"content": {"text/event-stream": {}}, "description":
+            "`progress` events (a video status: stage, frames, seconds done, ETA), then one `ready` or `failed`"}})
+async def video_events(video_id: str, svc: Services = Depends(services)) -> EventSourceResponse:
+    status = await svc.jobs.status(check_id(video_id))
+    if status is None:
+        raise ApiError(404, "not_found", "no such video")
+    return EventSourceResponse(status_events(svc, video_id, status), headers={"Cache-Control": "no-cache"})

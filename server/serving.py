@@ -1,0 +1,153 @@
+"""What the native and the OpenAI-compatible endpoints share: taking a video in, finding
+its cached tokens, and putting a question to the engine. Routes stay thin; this module
+knows the services, never the request or response shapes of one API."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+
+from models.encoded import EncodedFormatError, EncodedVideo
+from models.prompt import Conversation, prompt_ids
+from models.sampling import SamplingParams
+from server.asks import Ask
+from server.engine import EngineDead, Overloaded
+from server.errors import ApiError
+from server.ingest.intake import Received
+from server.ingest.probe import probe
+from server.schemas import Answer
+from server.services import Services
+
+
+async def ingest(svc: Services, received: Received) -> tuple[dict, bool]:
+    """Start processing a received video, or find it cached or in progress (here or on
+    another replica). Returns its status and whether it is ready. The file is always
+    consumed: handed to a job or removed."""
+    started = False
+    try:
+        if await svc.store.has_tokens(received.video_id):
+            svc.metrics.cache_hits.labels("ingest").inc()
+            status = await svc.jobs.status(received.video_id)
+            return status or {"id": received.video_id, "status": "ready", "progress": 1.0}, True
+        svc.metrics.cache_misses.labels("ingest").inc()
+        info = await run_in_threadpool(probe, received.path, svc.settings)
+        status = await svc.jobs.start(received, info)
+        started = status is not None
+        if status is None:  # another request, here or on another replica, is on it
+            status = await svc.jobs.status(received.video_id) or {"id": received.video_id, "status": "processing"}
+        return status, status["status"] == "ready"
+    finally:
+        if not started:
+            received.path.unlink(missing_ok=True)
+
+
+async def until_ready(svc: Services, video_id: str, timeout_s: float) -> AsyncIterator[dict]:
+    """The video's status while it is processed; ends once it is ready. Its failure, its
+    disappearance or the timeout is an ApiError."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = await svc.jobs.status(video_id)
+        if status is None:
+            raise ApiError(404, "not_found", "the video disappeared while it was processed")
+        if status["status"] == "ready":
+            return
+        if status["status"] == "failed":
+            raise ApiError(422, status.get("error_code") or "video_failed", status.get("error") or "ingest failed")
+        if time.monotonic() > deadline:
+            raise ApiError(504, "ingest_timeout", "the video is still being processed; ask again later")
+        yield status
+        await asyncio.sleep(0.25)
+
+
+async def load_encoded(svc: Services, video_id: str) -> EncodedVideo:
+    status = await svc.jobs.status(video_id)
+    if status is None:
+        raise ApiError(404, "not_found", "no such video")
+    if status["status"] == "processing":
+        raise ApiError(409, "not_ready", "the video is still being processed", {"Retry-After": "2"})
+    if status["status"] == "failed":
+        raise ApiError(409, "video_failed", f"processing the video failed: {status.get('error')}; send it again")
+    # A ready status has already been checked against the store's tokens.
+    encoded = svc.hot.get(video_id)
+    if encoded is None:
+        data = await svc.store.get_tokens(video_id)
+        if data is None:
+            svc.metrics.cache_misses.labels("ask").inc()
+            raise ApiError(404, "not_found", "the video's tokens have expired from the cache; send it again")
+        try:
+            encoded = await run_in_threadpool(EncodedVideo.from_bytes, data)
+        except EncodedFormatError as exc:
+            raise ApiError(500, "cache_corrupt", "the cached tokens are unreadable; send the video again") from exc
+        svc.hot.put(video_id, encoded)
+    svc.metrics.cache_hits.labels("ask").inc()
+    return encoded
+
+
+def time_range(encoded: EncodedVideo, start_s: float | None, end_s: float | None) -> EncodedVideo:
+    """The part of the video a question is about (all of it when no bound is given)."""
+    if start_s is None and end_s is None:
+        return encoded
+    start = 0.0 if start_s is None else start_s
+    end = encoded.duration_s if end_s is None else end_s
+    if end <= start:
+        raise ApiError(422, "invalid_range", f"end_s ({end}) must be after start_s ({start})")
+    part = encoded.between(start, end)
+    if part.frames_sampled == 0:
+        raise ApiError(422, "empty_range", f"no cached frame lies between {start} s and {end} s")
+    return part
+
+
+def check_prompt(svc: Services, question: str | Conversation, max_new_tokens: int) -> None:
+    if max_new_tokens > svc.settings.max_new_tokens:
+        raise ApiError(422, "invalid_request", f"max_new_tokens: at most {svc.settings.max_new_tokens}")
+    cfg = svc.model.config
+    try:
+        n = len(prompt_ids(svc.model.tokenizer, cfg, question))
+    except ValueError as exc:
+        raise ApiError(422, "invalid_request", str(exc)) from exc
+    if n + cfg.inference_max_length >= cfg.tokenizer_model_max_length:
+        raise ApiError(422, "question_too_long", f"the prompt takes {n} tokens, leaving no room for the video")
+
+
+def start_ask(svc: Services, encoded: EncodedVideo, question: str | Conversation, params: SamplingParams,
+              received_at: float, cache_load_s: float) -> Ask:
+    ask = Ask(encoded, question, params, svc.metrics, asyncio.get_running_loop(), received_at)
+    ask.timings["cache_load_s"] = cache_load_s
+    svc.metrics.cache_load.observe(cache_load_s)
+    try:
+        svc.engine.submit(ask)
+    except Overloaded as exc:
+        svc.metrics.rejected.labels("queue_full").inc()
+        raise ApiError(429, "overloaded", "too many questions are waiting; try again shortly",
+                       {"Retry-After": "1"}) from exc
+    except EngineDead as exc:
+        raise ApiError(503, "worker_dead", str(exc)) from exc
+    return ask
+
+
+async def cancel_on_disconnect(request: Request, ask: Ask) -> None:
+    """A client that leaves stops its answer (the body is read already, so the next
+    message is the disconnect)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+    ask.cancel()
+
+
+async def whole_answer(ask: Ask, request: Request) -> Answer:
+    """The answer of a non-streamed request; stops generating if the client leaves."""
+    watcher = asyncio.create_task(cancel_on_disconnect(request, ask))
+    try:
+        kind, payload = await ask.events.get()
+        while kind == "token":
+            kind, payload = await ask.events.get()
+        if kind == "error":
+            status = 503 if payload["code"] in ("worker_dead", "shutting_down") else 500
+            raise ApiError(status, payload["code"], payload["message"])
+        return payload
+    finally:
+        watcher.cancel()
+        ask.cancel()
