@@ -11,8 +11,9 @@ install:
 serve: install
 	$(PYTHON) -m server
 
-# The tests run a real redis-server and a real Prometheus (Debian packages).
+# The tests run a real redis-server, a real Prometheus and a real Chromium (Debian packages;
+# Playwright drives that Chromium and downloads no browser).
 test: install
-	@command -v redis-server >/dev/null && command -v prometheus >/dev/null || \
-		{ apt-get update -qq && apt-get install -y -qq redis-server prometheus; }
+	@command -v redis-server >/dev/null && command -v prometheus >/dev/null && command -v chromium >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq redis-server prometheus chromium; }
 	$(PYTHON) -m pytest

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -19,6 +22,7 @@ from server.services import build_services
 from server.settings import Settings
 
 log = logging.getLogger("longvu")
+STATIC = Path(__file__).parent / "static"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -43,6 +47,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ask.router)
     app.include_router(events.router)
     app.include_router(openai_api.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        """A page for people: upload, watch the ingest, ask, read the answer as it streams."""
+        return FileResponse(STATIC / "index.html")
 
     app.add_middleware(BodyLimit, settings=settings)
     app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys)

@@ -1,0 +1,159 @@
+"""The web page at GET /, in a real headless Chromium (Debian's, driven by Playwright)
+against a real uvicorn server. A screenshot of each state lands in `artifacts/`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.conftest import server_settings
+from tests.harness import ServerThread
+from tests.videos import write_video
+
+ARTIFACTS = Path(os.environ.get("LONGVU_ARTIFACTS", Path(__file__).parents[2] / "artifacts"))
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert executable, "Chromium is missing: apt-get install chromium (make test installs it)"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture()
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1000, "height": 1100})
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+
+
+def test_upload_watch_ask_and_stream(app_server: ServerThread, page: Page, video_dir: Path) -> None:
+    video = write_video(video_dir / "page.mp4", seconds=6, fps=2, seed=61)
+    page.goto(app_server.url)
+    expect(page.get_by_role("heading", name="Ask a video")).to_be_visible()
+    page.get_by_label("Choose a video file").set_input_files(str(video))
+    expect(page.locator("#video-status")).to_have_text("Ready: ask away.", timeout=60_000)
+    expect(page.locator("#upload-bar")).to_have_attribute("value", "1")
+    expect(page.locator("#player")).to_be_visible()
+    assert "frames sampled" in page.locator("#ingest-text").inner_text()
+
+    # Hold the engine between rounds: a token must show while the answer is unfinished.
+    engine = app_server.services.engine
+    gate = threading.Semaphore(0)
+    step = engine._round
+    engine._round = lambda admitted: gate.acquire() and step(admitted)  # type: ignore[method-assign]
+    try:
+        page.get_by_label("Question").fill("What happens in the video?")
+        page.get_by_label("max tokens").fill("40")
+        page.get_by_role("button", name="Ask").click()
+        answer = page.locator("#answer")
+        for _ in range(60):
+            gate.release()
+            if answer.inner_text().strip():
+                break
+            page.wait_for_timeout(50)
+        assert answer.inner_text().strip(), "no token reached the page"
+        expect(answer).to_have_attribute("aria-busy", "true")  # still streaming
+        expect(page.get_by_role("button", name="Stop")).to_be_enabled()
+        shot(page, "page-streaming.png")
+        gate.release(1000)
+        expect(answer).to_have_attribute("aria-busy", "false", timeout=30_000)
+    finally:
+        engine._round = step  # type: ignore[method-assign]
+        gate.release(1000)
+    summary = page.locator("#summary")
+    expect(summary).to_be_visible()
+    assert "Visual tokens" in summary.inner_text() and "sampled" in summary.inner_text()
+    expect(page.get_by_role("button", name="Ask")).to_be_enabled()
+    shot(page, "page-answered.png")
+
+
+def test_stop_cancels_the_answer(app_server: ServerThread, page: Page, video_dir: Path) -> None:
+    video = write_video(video_dir / "page-stop.mp4", seconds=3, fps=2, seed=62)
+    page.goto(app_server.url)
+    page.get_by_label("Choose a video file").set_input_files(str(video))
+    expect(page.locator("#video-status")).to_have_text("Ready: ask away.", timeout=60_000)
+    engine = app_server.services.engine
+    gate = threading.Semaphore(0)
+    step = engine._round
+    engine._round = lambda admitted: gate.acquire() and step(admitted)  # type: ignore[method-assign]
+    try:
+        page.get_by_label("Question").fill("Go on and on.")
+        page.get_by_label("max tokens").fill("4000")
+        page.get_by_role("button", name="Ask").click()
+        gate.release(5)
+        expect(page.get_by_role("button", name="Stop")).to_be_enabled()
+        page.get_by_role("button", name="Stop").click()
+        expect(page.locator("#answer")).to_have_attribute("aria-busy", "false")
+    finally:
+        engine._round = step  # type: ignore[method-assign]
+        gate.release(1000)
+    for _ in range(100):
+        if engine.running == 0:
+            break
+        page.wait_for_timeout(50)
+    assert engine.running == 0  # the server stopped generating too
+    expect(page.locator("#ask-error")).to_be_hidden()
+
+
+def test_a_non_video_file_gets_a_clear_message(app_server: ServerThread, page: Page, tmp_path: Path,
+                                               upload_dir: Path) -> None:
+    text = tmp_path / "notes.mp4"
+    text.write_text("these are not the frames you are looking for\n" * 50)
+    page.goto(app_server.url)
+    page.get_by_label("Choose a video file").set_input_files(str(text))
+    error = page.locator("#video-error")
+    expect(error).to_be_visible(timeout=30_000)
+    assert "not a video this server can read" in error.inner_text()
+    expect(page.get_by_role("button", name="Ask")).to_be_disabled()
+    assert list(upload_dir.iterdir()) == []
+    shot(page, "page-error.png")
+
+
+def test_phone_width_and_keyboard(app_server: ServerThread, browser: Browser) -> None:
+    context = browser.new_context(viewport={"width": 360, "height": 740})
+    page = context.new_page()
+    try:
+        page.goto(app_server.url)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 360  # no sideways scrolling
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.id") == "file"  # the first stop: choose a video
+        for label in ("Question", "or a URL", "from", "to", "max tokens"):
+            expect(page.get_by_label(label, exact=True)).to_be_visible()
+        shot(page, "page-phone.png")
+    finally:
+        context.close()
+
+
+@pytest.fixture()
+def keyed_server(tiny_checkpoint: Path, redis_server, upload_dir: Path) -> Iterator[ServerThread]:  # type: ignore[no-untyped-def]
+    server = ServerThread(server_settings(tiny_checkpoint, redis_server.url, upload_dir, api_keys=["page-key"])).start()
+    yield server
+    server.stop()
+
+
+def test_api_key_field(keyed_server: ServerThread, page: Page, video_dir: Path) -> None:
+    video = write_video(video_dir / "page-key.mp4", seconds=2, fps=2, seed=63)
+    page.goto(keyed_server.url)  # the page itself needs no key
+    page.get_by_label("Choose a video file").set_input_files(str(video))
+    expect(page.locator("#video-error")).to_contain_text("needs an API key", timeout=30_000)
+    page.get_by_text("API key", exact=True).click()
+    page.get_by_label("Key (kept in this tab only)").fill("page-key")
+    page.get_by_label("Choose a video file").set_input_files(str(video))
+    expect(page.locator("#video-status")).to_have_text("Ready: ask away.", timeout=60_000)
+    assert page.evaluate("sessionStorage.getItem('longvu-key')") == "page-key"
