@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.auth import ApiKeyMiddleware
 from server.errors import install_error_handlers
-from server.limits import BodyLimit
+from server.limits import RequestLimits
 from server.openai import api_router as openai_api
 from server.routes import ask, events, health, videos
 from server.services import build_services
@@ -54,7 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """A page for people: upload, watch the ingest, ask, read the answer as it streams."""
         return FileResponse(STATIC / "index.html")
 
-    app.add_middleware(BodyLimit, settings=settings)
+    app.add_middleware(RequestLimits, settings=settings)
     app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys)
     # Added last, so outermost: refused requests (401) are counted too.
     app.add_middleware(RequestCounter)

@@ -11,11 +11,12 @@ from server.errors import error_response
 OPEN_PATHS = {"/healthz", "/readyz", "/metrics", "/"}  # and the page's files under /static/
 
 
-def key_matches(presented: str, keys: list[str]) -> bool:
-    # Compare with every key, in constant time each, so timing tells nothing.
+def key_matches(presented: bytes, keys: list[str]) -> bool:
+    # Compare bytes (a key may be any UTF-8 text; headers are bytes), with every key, in
+    # constant time each, so timing tells nothing.
     found = False
     for key in keys:
-        found |= hmac.compare_digest(presented.encode(), key.encode())
+        found |= hmac.compare_digest(presented, key.encode())
     return found
 
 
@@ -28,9 +29,9 @@ class ApiKeyMiddleware:
         if scope["type"] != "http" or not self.keys or path in OPEN_PATHS or path.startswith("/static/"):
             await self.app(scope, receive, send)
             return
-        header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not key_matches(token.strip(), self.keys):
+        header = dict(scope["headers"]).get(b"authorization", b"")
+        scheme, _, token = header.partition(b" ")
+        if scheme.lower() != b"bearer" or not key_matches(token.strip(), self.keys):
             response = error_response(401, "unauthorized", "a valid API key is required (Authorization: Bearer <key>)",
                                       {"WWW-Authenticate": "Bearer"}, scope["path"])
             await response(scope, receive, send)

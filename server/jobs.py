@@ -12,9 +12,10 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-
-from starlette.concurrency import run_in_threadpool
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TypeVar
 
 from models.encode import DeviceStep, encode_video
 from models.encoded import EncodedVideo
@@ -29,6 +30,7 @@ from server.metrics import Metrics
 from server.settings import Settings
 
 log = logging.getLogger("longvu.jobs")
+T = TypeVar("T")
 STALE = "the ingest job stopped without finishing; send the video again"
 PROGRESS_INTERVAL_S = 0.5
 
@@ -68,6 +70,17 @@ def live_progress(progress: dict, duration: float, shown: float) -> dict:
     }
 
 
+class JobCancelled(Exception):
+    """The job lost its lease, or its video was deleted: another owner (or nobody) has it."""
+
+
+@dataclass
+class Job:
+    cancel: threading.Event = field(default_factory=threading.Event)
+    progress: dict = field(default_factory=lambda: {"pts": 0.0, "decoded": 0, "encoded": 0, "survived": 0,
+                                                    "started": time.monotonic()})
+
+
 class JobRunner:
     def __init__(
         self, model: LongVU, store: Store, settings: Settings, metrics: Metrics, device_step: DeviceStep
@@ -76,6 +89,9 @@ class JobRunner:
         self.device_step = device_step
         self.owner = uuid.uuid4().hex
         self.decoder_slots = threading.BoundedSemaphore(settings.decoder_threads)
+        # Jobs wait on the device and the decoder: their own threads, not the shared pool's.
+        self.executor = ThreadPoolExecutor(settings.max_jobs, thread_name_prefix="longvu-ingest")
+        self.jobs: dict[str, Job] = {}
         self.tasks: set[asyncio.Task] = set()
 
     async def status(self, video_id: str) -> dict | None:
@@ -86,10 +102,28 @@ class JobRunner:
             return None  # the tokens were evicted or expired: the video must be sent again
         return status
 
+    async def _lease(self, video_id: str) -> bool:
+        """Take the video's lease: free, or an orphan (ours from a job that is gone, say
+        across a Redis restart, or anyone's that missed two renewals)."""
+        lease_s = self.settings.lease_s
+        if await self.store.acquire_lease(video_id, self.owner, lease_s):
+            return True
+        info = await self.store.lease_info(video_id)
+        if info is None:
+            return await self.store.acquire_lease(video_id, self.owner, lease_s)
+        holder, left = info
+        orphan = (holder == self.owner and video_id not in self.jobs) or left < lease_s / 3
+        if orphan:
+            log.warning("taking over the orphaned lease of video %s", video_id[:12])
+        return orphan and await self.store.take_lease(video_id, holder, self.owner, lease_s)
+
     async def start(self, received: Received, info: VideoInfo) -> dict | None:
         """Start the job, or return None when another one (here or elsewhere) holds the lease."""
         video_id = received.video_id
-        if not await self.store.acquire_lease(video_id, self.owner, self.settings.lease_s):
+        if len(self.jobs) >= self.settings.max_jobs and video_id not in self.jobs:
+            self.metrics.rejected.labels("jobs_full").inc()
+            raise ApiError(503, "busy", "too many videos are being processed; try again shortly", {"Retry-After": "10"})
+        if not await self._lease(video_id):
             return None
         status = {
             "id": video_id, "status": "processing", "stage": "queued", "progress": 0.0, "duration_s": info.duration_s,
@@ -100,10 +134,17 @@ class JobRunner:
         except CacheUnavailable:
             await self._release(video_id)
             raise
-        task = asyncio.create_task(self._run(received, info, status))
+        job = self.jobs[video_id] = Job()
+        task = asyncio.create_task(self._run(received, info, status, job))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return status
+
+    def cancel(self, video_id: str) -> None:
+        """Stop this process's job for the video, if any (DELETE)."""
+        job = self.jobs.get(video_id)
+        if job is not None:
+            job.cancel.set()
 
     async def _release(self, video_id: str) -> None:
         try:
@@ -111,29 +152,40 @@ class JobRunner:
         except CacheUnavailable:
             log.warning("could not release the lease of a job; it expires by itself")
 
-    async def _run(self, received: Received, info: VideoInfo, status: dict) -> None:
+    async def _retrying(self, write: Callable[[], Awaitable[T]]) -> T:
+        """A job's last writes outlast a short cache outage (a Redis restart, say)."""
+        deadline = time.monotonic() + self.settings.lease_s
+        while True:
+            try:
+                return await write()
+            except CacheUnavailable:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+
+    async def _run(self, received: Received, info: VideoInfo, status: dict, job: Job) -> None:
         video_id = received.video_id
-        progress = {"pts": 0.0, "decoded": 0, "encoded": 0, "survived": 0, "started": time.monotonic()}
         decoder = Decoder(
             received.path, info, self.decoder_slots, self.settings.decoder_threads,
             self.settings.decode_timeout_s, int(self.settings.max_duration_s) + 2,
         )
-        keeper = asyncio.create_task(self._keep_alive(video_id, status, progress, info.duration_s))
+        keeper = asyncio.create_task(self._keep_alive(video_id, status, job, info.duration_s))
         self.metrics.jobs_in_progress.inc()
         started = time.perf_counter()
+        loop = asyncio.get_running_loop()
         try:
-            encoded = await run_in_threadpool(self._encode, decoder, progress, info)
-            data = encoded.to_bytes()
-            if await self.store.get_status(video_id) is None:
-                return  # deleted while it ran
-            await self.store.put_tokens(video_id, data)
-            await self.store.put_status(
-                video_id, ready_status(video_id, encoded, len(data), decoder.strategy, status["created_at"])
-            )
+            encoded = await loop.run_in_executor(self.executor, self._encode, decoder, job, info)
+            data = await loop.run_in_executor(self.executor, encoded.to_bytes)
+            ready = ready_status(video_id, encoded, len(data), decoder.strategy, status["created_at"])
+            if not await self._retrying(lambda: self.store.finish(video_id, self.owner, data, ready)):
+                raise JobCancelled
             self.metrics.encode_time.observe(time.perf_counter() - started)
             self.metrics.video_seconds.inc(encoded.duration_s)
             self.metrics.frames_kept.inc(encoded.frames_kept)
             self.metrics.videos_encoded.labels("ready").inc()
+        except JobCancelled:
+            log.info("job for video %s stopped: deleted, or its lease was lost", video_id[:12])
+            self.metrics.videos_encoded.labels("cancelled").inc()
         except Exception as exc:  # every failure ends as a `failed` status the client can read
             if isinstance(exc, ApiError):
                 code, message = exc.code, exc.message
@@ -141,25 +193,29 @@ class JobRunner:
                 log.exception("ingest job failed", exc_info=exc)
                 code, message = "ingest_failed", f"the video could not be processed ({type(exc).__name__})"
             self.metrics.videos_encoded.labels("failed").inc()
+            failed = dict(status, status="failed", error=message, error_code=code, updated_at=time.time())
             try:
-                await self.store.put_status(
-                    video_id, dict(status, status="failed", error=message, error_code=code, updated_at=time.time())
-                )
+                if await self._retrying(lambda: self.store.renew_lease(video_id, self.owner, self.settings.lease_s)):
+                    await self._retrying(lambda: self.store.put_status(video_id, failed))
             except CacheUnavailable:
                 log.warning("could not record a failed job; its lease expiry will show it")
         finally:
             keeper.cancel()
+            self.jobs.pop(video_id, None)
             self.metrics.jobs_in_progress.dec()
             received.path.unlink(missing_ok=True)
             await self._release(video_id)
 
-    def _encode(self, decoder: Decoder, progress: dict, info: VideoInfo) -> EncodedVideo:
+    def _encode(self, decoder: Decoder, job: Job, info: VideoInfo) -> EncodedVideo:
         decode_s = 0.0
+        progress = job.progress
 
         def timed() -> Iterator[Frame]:
             nonlocal decode_s
             frames = decoder.frames()
             while True:
+                if job.cancel.is_set():
+                    raise JobCancelled
                 started = time.perf_counter()
                 frame = next(frames, None)
                 decode_s += time.perf_counter() - started
@@ -169,23 +225,31 @@ class JobRunner:
                 progress["decoded"] += 1
                 yield frame
 
+        def device_step(work: Callable[[], T]) -> T:
+            if job.cancel.is_set():
+                raise JobCancelled
+            return self.device_step(work)
+
         encoded = encode_video(
             self.model, timed(), size_quirk=self.settings.size_quirk, duration_s=info.duration_s or None,
             progress=lambda pts, encoded, survived: progress.update(pts=pts, encoded=encoded, survived=survived),
-            device_step=self.device_step,
+            device_step=device_step,
         )
         self.metrics.decode_time.observe(decode_s)
         return encoded
 
-    async def _keep_alive(self, video_id: str, status: dict, progress: dict, duration: float) -> None:
+    async def _keep_alive(self, video_id: str, status: dict, job: Job, duration: float) -> None:
         last_renew = time.monotonic()
         while True:
             await asyncio.sleep(PROGRESS_INTERVAL_S)
             try:
                 if time.monotonic() - last_renew > self.settings.lease_s / 3:
-                    await self.store.renew_lease(video_id, self.owner, self.settings.lease_s)
+                    if not await self.store.renew_lease(video_id, self.owner, self.settings.lease_s):
+                        log.warning("job for video %s lost its lease; stopping it", video_id[:12])
+                        job.cancel.set()
+                        return
                     last_renew = time.monotonic()
-                update = live_progress(progress, duration, status["progress"])
+                update = live_progress(job.progress, duration, status["progress"])
                 if any(status.get(k) != v for k, v in update.items()):
                     status.update(update, updated_at=time.time())
                     await self.store.put_status(video_id, status)
@@ -193,6 +257,9 @@ class JobRunner:
                 log.warning("cache unreachable while a job runs; progress not recorded")
 
     async def shutdown(self) -> None:
+        for job in self.jobs.values():
+            job.cancel.set()
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.executor.shutdown(wait=False, cancel_futures=True)

@@ -1,15 +1,19 @@
-"""Request body limits, enforced before a route reads anything: a declared length over the
-route's limit is refused at once, and a body that outgrows it while streaming stops there."""
+"""Request limits enforced before a route reads anything: header size, body size by route
+(a declared length over the limit is refused at once, a body that outgrows it while
+streaming stops there), and a read timeout between the pieces of a body."""
 
 from __future__ import annotations
 
-from starlette.exceptions import HTTPException
+import asyncio
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.errors import error_response
+from server.errors import ApiError, error_response
 from server.settings import Settings
 
 SMALL_BODY = 256 * 1024  # JSON bodies: a 32,000-character question, escaped, fits
+HEADER_BYTES = 32 * 1024
+HEADER_COUNT = 100
 
 
 def body_limit(settings: Settings, method: str, path: str) -> int:
@@ -20,7 +24,7 @@ def body_limit(settings: Settings, method: str, path: str) -> int:
     return SMALL_BODY
 
 
-class BodyLimit:
+class RequestLimits:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app, self.settings = app, settings
 
@@ -28,22 +32,31 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = body_limit(self.settings, scope["method"], scope["path"])
-        declared = dict(scope["headers"]).get(b"content-length", b"")
+        path = scope["path"]
+        headers = scope["headers"]
+        if len(headers) > HEADER_COUNT or sum(len(k) + len(v) for k, v in headers) > HEADER_BYTES:
+            await error_response(431, "headers_too_large", "the request headers are too large",
+                                 None, path)(scope, receive, send)
+            return
+        limit = body_limit(self.settings, scope["method"], path)
+        declared = dict(headers).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > limit:
-            response = error_response(413, "too_large", f"the request body is larger than {limit} bytes",
-                                      None, scope["path"])
-            await response(scope, receive, send)
+            await error_response(413, "too_large", f"the request body is larger than {limit} bytes",
+                                 None, path)(scope, receive, send)
             return
         seen = 0
+        timeout = self.settings.body_read_timeout_s
 
-        async def counted() -> Message:
+        async def limited() -> Message:
             nonlocal seen
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), timeout)
+            except TimeoutError as exc:
+                raise ApiError(408, "body_timeout", f"no part of the request body came for {timeout:g} s") from exc
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise HTTPException(413, f"the request body is larger than {limit} bytes")
+                    raise ApiError(413, "too_large", f"the request body is larger than {limit} bytes")
             return message
 
-        await self.app(scope, counted, send)
+        await self.app(scope, limited, send)

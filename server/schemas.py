@@ -43,7 +43,7 @@ class AskRequest(BaseModel):
     temperature: float = Field(0.0, ge=0.0, le=5.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     stream: bool = True
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, le=2**63 - 1)
     ignore_eos: bool = False
     start_s: float | None = Field(None, ge=0.0, le=1e7, description="ask about the video from this second on")
     end_s: float | None = Field(None, ge=0.0, le=1e7, description="... up to this second (inclusive)")

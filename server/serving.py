@@ -72,17 +72,17 @@ async def load_encoded(svc: Services, video_id: str) -> EncodedVideo:
     if status["status"] == "failed":
         raise ApiError(409, "video_failed", f"processing the video failed: {status.get('error')}; send it again")
     # A ready status has already been checked against the store's tokens.
-    encoded = svc.hot.get(video_id)
-    if encoded is None:
+    async def read() -> EncodedVideo:
         data = await svc.store.get_tokens(video_id)
         if data is None:
             svc.metrics.cache_misses.labels("ask").inc()
             raise ApiError(404, "not_found", "the video's tokens have expired from the cache; send it again")
         try:
-            encoded = await run_in_threadpool(EncodedVideo.from_bytes, data)
+            return await run_in_threadpool(EncodedVideo.from_bytes, data)
         except EncodedFormatError as exc:
             raise ApiError(500, "cache_corrupt", "the cached tokens are unreadable; send the video again") from exc
-        svc.hot.put(video_id, encoded)
+
+    encoded = await svc.hot.load(video_id, read)
     svc.metrics.cache_hits.labels("ask").inc()
     return encoded
 

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     decode_timeout_s: float = 3600.0
     decoder_threads: int = Field(2, ge=1)
     tmp_dir: Path | None = None
+    max_spool_bytes: int = 16 << 30  # uploads on disk at once (received or waiting for a job); 503 beyond
+    max_jobs: int = Field(4, ge=1)  # ingest jobs running at once in this process; 503 beyond
+    body_read_timeout_s: float = Field(60.0, gt=0)  # longest wait for the next piece of a request body (408)
 
     # URL intake.
     url_allow_private: bool = False

@@ -11,7 +11,7 @@ class MemoryStore:
         self.max_bytes, self.ttl_s = max_bytes, ttl_s
         self._tokens: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
         self._bytes = 0
-        self._status: dict[str, dict] = {}
+        self._status: dict[str, tuple[dict, float]] = {}
         self._leases: dict[str, tuple[str, float]] = {}
 
     def _drop(self, video_id: str) -> None:
@@ -42,21 +42,25 @@ class MemoryStore:
         return await self.get_tokens(video_id) is not None
 
     async def get_status(self, video_id: str) -> dict | None:
-        status = self._status.get(video_id)
-        # An evicted video's "ready" status would point at nothing.
-        if status and status.get("status") == "ready" and video_id not in self._tokens:
+        entry = self._status.get(video_id)
+        if entry is None:
+            return None
+        status, expires = entry
+        # Expired, or a "ready" status whose tokens were evicted: it would point at nothing.
+        if expires < time.monotonic() or (status.get("status") == "ready" and video_id not in self._tokens):
             del self._status[video_id]
             return None
         return status
 
     async def put_status(self, video_id: str, status: dict) -> None:
-        self._status[video_id] = dict(status)
+        self._status[video_id] = (dict(status), time.monotonic() + self.ttl_s)
 
     async def delete(self, video_id: str) -> bool:
         found = video_id in self._tokens or video_id in self._status
         if video_id in self._tokens:
             self._drop(video_id)
         self._status.pop(video_id, None)
+        self._leases.pop(video_id, None)
         return found
 
     async def acquire_lease(self, video_id: str, owner: str, ttl_s: float) -> bool:
@@ -79,6 +83,27 @@ class MemoryStore:
     async def lease_held(self, video_id: str) -> bool:
         held = self._leases.get(video_id)
         return held is not None and held[1] > time.monotonic()
+
+    async def lease_info(self, video_id: str) -> tuple[str, float] | None:
+        held = self._leases.get(video_id)
+        if held is None or held[1] <= time.monotonic():
+            return None
+        return held[0], held[1] - time.monotonic()
+
+    async def take_lease(self, video_id: str, previous: str, owner: str, ttl_s: float) -> bool:
+        info = await self.lease_info(video_id)
+        if info is None or info[0] != previous:
+            return False
+        self._leases[video_id] = (owner, time.monotonic() + ttl_s)
+        return True
+
+    async def finish(self, video_id: str, owner: str, tokens: bytes, status: dict) -> bool:
+        info = await self.lease_info(video_id)
+        if info is None or info[0] != owner:
+            return False
+        await self.put_tokens(video_id, tokens)
+        await self.put_status(video_id, status)
+        return True
 
     async def ping(self) -> bool:
         return True

@@ -16,6 +16,11 @@ T = TypeVar("T")
 
 _RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+_TAKE = ("if redis.call('get', KEYS[1]) == ARGV[1] then "
+         "return redis.call('set', KEYS[1], ARGV[2], 'PX', ARGV[3]) and 1 end return 0")
+_FINISH = ("if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end "
+           "redis.call('set', KEYS[2], ARGV[2], 'EX', ARGV[4]) "
+           "redis.call('set', KEYS[3], ARGV[3], 'EX', ARGV[4]) return 1")
 
 
 class RedisStore:
@@ -48,7 +53,10 @@ class RedisStore:
         await self._call(self.client.set(self.keys.status(video_id), json.dumps(status), ex=self.ttl_s))
 
     async def delete(self, video_id: str) -> bool:
-        removed = await self._call(self.client.delete(self.keys.tokens(video_id), self.keys.status(video_id)))
+        """Removes the lease too: a job running anywhere then stops at its next renewal."""
+        keys = self.keys
+        removed = await self._call(self.client.delete(keys.tokens(video_id), keys.status(video_id)))
+        await self._call(self.client.delete(keys.lease(video_id)))
         return removed > 0
 
     async def acquire_lease(self, video_id: str, owner: str, ttl_s: float) -> bool:
@@ -63,6 +71,24 @@ class RedisStore:
 
     async def lease_held(self, video_id: str) -> bool:
         return bool(await self._call(self.client.exists(self.keys.lease(video_id))))
+
+    async def lease_info(self, video_id: str) -> tuple[str, float] | None:
+        key = self.keys.lease(video_id)
+        async with self.client.pipeline(transaction=True) as pipe:
+            owner, left_ms = await self._call(pipe.get(key).pttl(key).execute())
+        return (owner.decode(), left_ms / 1000) if owner is not None and left_ms > 0 else None
+
+    async def take_lease(self, video_id: str, previous: str, owner: str, ttl_s: float) -> bool:
+        taken = await self._call(self.client.eval(_TAKE, 1, self.keys.lease(video_id), previous, owner,
+                                                  int(ttl_s * 1000)))
+        return bool(taken)
+
+    async def finish(self, video_id: str, owner: str, tokens: bytes, status: dict) -> bool:
+        keys = self.keys
+        done = await self._call(self.client.eval(
+            _FINISH, 3, keys.lease(video_id), keys.tokens(video_id), keys.status(video_id),
+            owner, tokens, json.dumps(status), self.ttl_s))
+        return bool(done)
 
     async def ping(self) -> bool:
         try:

@@ -8,22 +8,20 @@ import base64
 import hashlib
 import os
 import re
-import socket
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import httpx
 from fastapi import Request
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.concurrency import run_in_threadpool
 
 from server.errors import ApiError
-from server.ingest.addresses import refusal
+from server.ingest.connect import Resolver, guarded_transport, system_resolver
 from server.settings import Settings
-
-Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 
 @dataclass(frozen=True)
@@ -37,33 +35,91 @@ def too_large(limit: int) -> ApiError:
     return ApiError(413, "too_large", f"the video is larger than the limit of {limit} bytes")
 
 
-class Sink:
-    """A temporary file that hashes and counts what is written to it."""
+BATCH = 1 << 20  # bytes gathered on the event loop before a worker thread writes them
+HEADER_LIMIT = 8 * 1024  # one multipart part header, name or value
 
-    def __init__(self, tmp_dir: Path | None, limit: int) -> None:
-        fd, name = tempfile.mkstemp(prefix="longvu-", suffix=".upload", dir=tmp_dir)
+
+def spool_full() -> ApiError:
+    return ApiError(503, "spool_full", "the server holds too many uploads on disk; try again shortly",
+                    {"Retry-After": "30"})
+
+
+def disk_full() -> ApiError:
+    return ApiError(503, "disk_full", "the server is out of temporary disk space; try again later",
+                    {"Retry-After": "60"})
+
+
+def spooled_bytes(tmp_dir: Path | None) -> int:
+    """Bytes of uploads on disk now (received, or waiting for their job)."""
+    total = 0
+    for path in Path(tmp_dir or tempfile.gettempdir()).glob("longvu-*.upload"):
+        try:
+            total += path.stat().st_size
+        except OSError:
+            pass  # removed meanwhile
+    return total
+
+
+class Sink:
+    """A temporary file that hashes and counts what is written to it, within the size
+    limit of one video and the spool budget of all uploads on disk."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.limit = settings.max_upload_bytes
+        self.room = settings.max_spool_bytes - spooled_bytes(settings.tmp_dir)
+        if self.room <= 0:
+            raise spool_full()
+        try:
+            fd, name = tempfile.mkstemp(prefix="longvu-", suffix=".upload", dir=settings.tmp_dir)
+        except OSError as exc:
+            raise disk_full() from exc
         self.file = os.fdopen(fd, "wb")
         self.path = Path(name)
-        self.limit = limit
         self.size = 0
         self.sha = hashlib.sha256()
 
     def write(self, data: bytes) -> None:
+        """Blocking (hashing and disk): call it from a worker thread."""
         self.size += len(data)
         if self.size > self.limit:
             raise too_large(self.limit)
+        if self.size > self.room:
+            raise spool_full()
         self.sha.update(data)
-        self.file.write(data)
+        try:
+            self.file.write(data)
+        except OSError as exc:
+            raise disk_full() from exc
+
+    async def write_stream(self, chunks: AsyncIterator[bytes]) -> None:
+        """Gathers chunks on the event loop, writes them from a worker thread."""
+        buffer = bytearray()
+        async for chunk in chunks:
+            buffer += chunk
+            if self.size + len(buffer) > self.limit:
+                raise too_large(self.limit)
+            if len(buffer) >= BATCH:
+                await run_in_threadpool(self.write, bytes(buffer))
+                buffer.clear()
+        if buffer:
+            await run_in_threadpool(self.write, bytes(buffer))
 
     def finish(self) -> Received:
-        self.file.close()
+        try:
+            self.file.close()
+        except OSError as exc:
+            self.discard()
+            raise disk_full() from exc
         if self.size == 0:
             self.discard()
             raise ApiError(400, "empty_video", "the video is empty")
         return Received(self.path, self.sha.hexdigest(), self.size)
 
     def discard(self) -> None:
-        self.file.close()
+        try:
+            self.file.close()
+        except OSError:
+            pass  # a full disk; the file goes anyway
         self.path.unlink(missing_ok=True)
 
 
@@ -77,7 +133,7 @@ async def receive_upload(request: Request, settings: Settings) -> Received:
     if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes + 64 * 1024:
         raise too_large(settings.max_upload_bytes)
 
-    sink = Sink(settings.tmp_dir, settings.max_upload_bytes)
+    sink = Sink(settings)
     state = {"header": b"", "value": b"", "is_file": False, "files": 0}
     failure: list[ApiError] = []
 
@@ -95,19 +151,39 @@ async def receive_upload(request: Request, settings: Settings) -> Received:
             state["files"] += state["is_file"]
         state["header"], state["value"] = b"", b""
 
+    def header_bytes(key: str) -> Callable[[bytes, int, int], None]:
+        def add(data: bytes, start: int, end: int) -> None:
+            if len(state[key]) + end - start > HEADER_LIMIT:
+                if not failure:
+                    failure.append(ApiError(400, "bad_request", "a multipart header is too long"))
+                return
+            state[key] += data[start:end]
+        return add
+
     callbacks = {
         "on_part_begin": lambda: state.update(is_file=False),
         "on_part_data": on_part_data,
-        "on_header_field": lambda d, s, e: state.update(header=state["header"] + d[s:e]),
-        "on_header_value": lambda d, s, e: state.update(value=state["value"] + d[s:e]),
+        "on_header_field": header_bytes("header"),
+        "on_header_value": header_bytes("value"),
         "on_header_end": on_header_end,
     }
     parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
+
+    async def parse(data: bytes) -> None:
+        await run_in_threadpool(parser.write, data)  # parsing, hashing, writing: off the event loop
+        if failure:
+            raise failure[0]
+
     try:
+        buffer = bytearray()
         async for chunk in request.stream():
-            parser.write(chunk)
-            if failure:
-                raise failure[0]
+            buffer += chunk
+            if sink.size + len(buffer) > settings.max_upload_bytes + 64 * 1024:
+                raise too_large(settings.max_upload_bytes)
+            if len(buffer) >= BATCH:
+                await parse(bytes(buffer))
+                buffer.clear()
+        await parse(bytes(buffer))
         parser.finalize()
     except ApiError:
         sink.discard()
@@ -121,41 +197,36 @@ async def receive_upload(request: Request, settings: Settings) -> Received:
     return sink.finish()
 
 
-async def system_resolver(host: str, port: int) -> list[str]:
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return sorted({info[4][0] for info in infos})
-
-
-async def check_url(url: str, settings: Settings, resolve: Resolver) -> None:
-    """Refuse anything but http(s) to allowed, public (or, by setting, private) hosts."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
+def check_url(url: str, settings: Settings) -> httpx.URL:
+    """Refuse what is not an http(s) URL to an allowed host. Addresses are checked when
+    connecting (`server.ingest.connect`), on the address actually connected to."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError, TypeError) as exc:
+        raise ApiError(422, "url_invalid", f"not a valid URL: {exc}") from exc
+    if parsed.scheme not in ("http", "https"):
         raise ApiError(422, "url_not_allowed", "only http and https URLs are fetched")
-    if not parts.hostname:
+    if not parsed.host:
         raise ApiError(422, "url_not_allowed", "the URL has no host")
-    host = parts.hostname.rstrip(".").lower()
+    host = parsed.host.rstrip(".").lower()
     if settings.url_allowed_hosts and host not in {h.lower() for h in settings.url_allowed_hosts}:
         raise ApiError(422, "url_not_allowed", f"host {host} is not in the allowed list")
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        addresses = await resolve(host, port)
-    except (OSError, ValueError) as exc:
-        raise ApiError(422, "url_unreachable", f"cannot resolve {host}") from exc
-    for address in addresses or ["<none>"]:
-        reason = refusal(address, settings.url_allow_private)
-        if reason:
-            raise ApiError(422, "url_not_allowed", f"{host} resolves to a refused address: {reason}")
+    return parsed
 
 
 async def fetch_url(url: str, settings: Settings, resolve: Resolver = system_resolver) -> Received:
-    """Stream `url` to disk, re-checking the address of every redirect hop."""
+    """Stream `url` to disk; every redirect hop is checked again, and every connection
+    goes only to an address the policy allows."""
     timeout = httpx.Timeout(settings.url_read_timeout_s, connect=settings.url_connect_timeout_s)
-    sink = Sink(settings.tmp_dir, settings.max_upload_bytes)
+    check_url(url, settings)
+    sink = Sink(settings)
+    transport = guarded_transport(settings.url_allow_private, resolve)
     try:
         async with asyncio.timeout(settings.url_total_timeout_s):
-            async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+            async with httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False,
+                                         trust_env=False) as client:
                 for _ in range(settings.url_max_redirects + 1):
-                    await check_url(url, settings, resolve)
+                    check_url(url, settings)
                     async with client.stream("GET", url) as response:
                         if response.is_redirect:
                             url = urljoin(url, response.headers.get("location", ""))
@@ -165,8 +236,7 @@ async def fetch_url(url: str, settings: Settings, resolve: Resolver = system_res
                         declared = response.headers.get("content-length", "")
                         if declared.isdigit() and int(declared) > settings.max_upload_bytes:
                             raise too_large(settings.max_upload_bytes)
-                        async for chunk in response.aiter_bytes(1 << 16):
-                            sink.write(chunk)
+                        await sink.write_stream(response.aiter_bytes(1 << 16))
                         return sink.finish()
                 raise ApiError(422, "url_fetch_failed", "too many redirects")
     except ApiError:
@@ -175,9 +245,12 @@ async def fetch_url(url: str, settings: Settings, resolve: Resolver = system_res
     except (TimeoutError, httpx.TimeoutException) as exc:
         sink.discard()
         raise ApiError(422, "url_timeout", "the URL did not answer in time") from exc
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
         sink.discard()
         raise ApiError(422, "url_fetch_failed", f"fetching the URL failed: {type(exc).__name__}") from exc
+    except BaseException:
+        sink.discard()
+        raise
 
 
 DATA_URL = re.compile(r"^data:(video/[A-Za-z0-9.+-]+);base64,", re.IGNORECASE)
@@ -192,7 +265,7 @@ def receive_data_url(url: str, settings: Settings) -> Received:
     payload = url[head.end():]
     if len(payload) // 4 * 3 > settings.max_upload_bytes + 2:
         raise too_large(settings.max_upload_bytes)
-    sink = Sink(settings.tmp_dir, settings.max_upload_bytes)
+    sink = Sink(settings)
     try:
         step = 1 << 20  # a multiple of 4: every piece decodes on its own
         for start in range(0, len(payload), step):

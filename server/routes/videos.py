@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -38,8 +37,8 @@ async def read_url(request: Request) -> str:
         body += chunk
         if len(body) > MAX_JSON_BODY:
             raise ApiError(413, "too_large", "the JSON body is too large")
-    try:
-        return VideoUrl.model_validate(json.loads(body or b"null")).url
+    try:  # pydantic's parser: bounded nesting, no recursion in Python
+        return VideoUrl.model_validate_json(body or b"null").url
     except (ValueError, ValidationError) as exc:
         raise ApiError(422, "invalid_request", 'send JSON {"url": "https://..."}') from exc
 
@@ -67,6 +66,7 @@ async def get_video(video_id: str, svc: Services = Depends(services)) -> JSONRes
 @router.delete("/videos/{video_id}", status_code=204)
 async def delete_video(video_id: str, svc: Services = Depends(services)) -> Response:
     svc.hot.discard(check_id(video_id))
+    svc.jobs.cancel(video_id)  # a job elsewhere stops too: its lease is deleted with the video
     if not await svc.store.delete(video_id):
         raise ApiError(404, "not_found", "no such video")
     return Response(status_code=204)
