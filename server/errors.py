@@ -42,7 +42,8 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 401: "unauthorized"}
+_HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large",
+               401: "unauthorized"}
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -25,9 +25,10 @@ def free_port() -> int:
 
 
 class RedisServer:
-    def __init__(self) -> None:
+    def __init__(self, appendonly: bool = False) -> None:
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="longvu-redis-"))
+        self.appendonly = appendonly  # persistence across a kill, as a production Redis may have
         self.process: subprocess.Popen | None = None
 
     @property
@@ -39,8 +40,8 @@ class RedisServer:
         if exe is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
         self.process = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.dir)],
+            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "always", "--dir", str(self.dir)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
@@ -57,6 +58,13 @@ class RedisServer:
     def stop(self) -> None:
         if self.process:
             self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+    def kill(self) -> None:
+        """kill -9: no goodbye to clients, no final save."""
+        if self.process:
+            self.process.kill()
             self.process.wait(10)
             self.process = None
 

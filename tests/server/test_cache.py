@@ -85,6 +85,26 @@ def test_memory_store_expires_tokens_and_leases() -> None:
         await asyncio.sleep(0.02)
         assert await store.acquire_lease("v", "other", 1)
         assert not await store.renew_lease("v", "me", 1)
+        await store.put_status("s", {"status": "processing"})
+        await asyncio.sleep(0.01)
+        assert await store.get_status("s") is None  # statuses expire too, as in Redis
+
+    asyncio.run(scenario())
+
+
+def test_memory_store_lease_takeover_and_conditional_finish() -> None:
+    async def scenario() -> None:
+        store = MemoryStore(max_bytes=100, ttl_s=60)
+        assert await store.acquire_lease("v", "dead", 10)
+        assert not await store.take_lease("v", "someone-else", "me", 10)
+        assert await store.take_lease("v", "dead", "me", 10)
+        assert (await store.lease_info("v"))[0] == "me"  # type: ignore[index]
+        assert not await store.finish("v", "dead", b"t", {"status": "ready"})
+        assert await store.get_tokens("v") is None
+        assert await store.finish("v", "me", b"t", {"status": "ready"})
+        assert await store.get_tokens("v") == b"t"
+        await store.delete("v")
+        assert await store.lease_info("v") is None  # a delete drops the lease: the job stops
 
     asyncio.run(scenario())
 
