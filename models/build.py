@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from kernels.stc import CHUNK, stc
 from models.connector import unpad_extent
-from models.encode import prune_threshold, unpad_size
+from models.encode import cap_indices, prune_threshold, unpad_size
 from models.encoded import EncodedVideo
 from models.model import LongVU
 from models.prompt import IMAGE_TOKEN_INDEX, Conversation, prompt_ids
@@ -110,7 +110,8 @@ def build_inputs(model: LongVU, encoded: EncodedVideo, question: str | Conversat
 
     features, frame_indices, timestamps = encoded.features, encoded.frame_indices, encoded.timestamps
     if not encoded.pruned and encoded.frames_sampled >= prune_threshold(model, len(ids)):
-        keep = encoded.dino_keep
+        keep = torch.nonzero(encoded.dino_keep).flatten()
+        keep = keep[cap_indices(keep.numel())]  # the 400-frame cap, as when pruned at encode time
         features, frame_indices, timestamps = features[keep], frame_indices[keep], timestamps[keep]
     features = features.to(model.device, model.dtype)
     n = features.shape[0]

@@ -1,9 +1,11 @@
-"""Per-frame preprocessing for the two towers (SPEC section 1, step 2), batched in torch.
+"""Per-frame preprocessing for the two towers (SPEC section 1, step 2), as the reference does it.
 
-Each tower pads the frame to a square with its own processor's mean colour, as the
-reference's `expand2square(img, tuple(int(x * 255) for x in processor.image_mean))`.
-Resizing is bicubic with antialiasing, rounded to 8-bit values like the PIL resize
-in the Hugging Face processors.
+Each tower pads the frame to a square with its own processor's mean colour (the reference's
+`expand2square(img, tuple(int(x * 255) for x in processor.image_mean))`), resizes it with
+PIL's bicubic filter to the tower's size (the reference's `.resize((size, size))`; the
+processors' own resize and crop are then no-ops), scales to [0, 1] in float64 and
+normalises in float32 (transformers 4.42.4's `rescale` and `normalize`). The pixels are
+the reference's, bit for bit.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from PIL import Image
 
 
 @dataclass(frozen=True)
@@ -27,15 +29,17 @@ class TowerPreprocess:
 
     def __call__(self, frames: list[np.ndarray]) -> torch.Tensor:
         """[H, W, 3] uint8 frames of one video -> [B, 3, size, size] float32."""
-        batch = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)
-        square = pad_to_square(batch, self.pad_colour).float()
-        resized = F.interpolate(
-            square, size=(self.size, self.size), mode="bicubic", align_corners=False, antialias=True
-        )
-        pixels = resized.round().clamp(0, 255) / 255.0
-        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
-        std = torch.tensor(self.std).view(1, 3, 1, 1)
-        return (pixels - mean) / std
+        resized = np.stack([self.resize(frame) for frame in frames])
+        scaled = (resized.astype(np.float64) * (1 / 255)).astype(np.float32)
+        pixels = (scaled - np.array(self.mean, np.float32)) / np.array(self.std, np.float32)
+        return torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
+
+    def resize(self, frame: np.ndarray) -> np.ndarray:
+        """[H, W, 3] uint8 -> [size, size, 3] uint8: padded to a square, resized."""
+        square = torch.from_numpy(frame).permute(2, 0, 1)[None]
+        padded = pad_to_square(square, self.pad_colour)[0].permute(1, 2, 0).numpy()
+        image = Image.fromarray(np.ascontiguousarray(padded), mode="RGB")
+        return np.asarray(image.resize((self.size, self.size), Image.Resampling.BICUBIC))
 
 
 def pad_to_square(batch: torch.Tensor, colour: tuple[int, int, int]) -> torch.Tensor:

@@ -12,6 +12,7 @@ from models.config import LongVUConfig
 
 IMAGE_TOKEN = "<image>"
 IMAGE_TOKEN_INDEX = -200
+LLAMA_SYSTEM = "You are a helpful assistant."  # the reference's llama3 conversation template
 QWEN_TEMPLATE = (
     "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
     "<|im_start|>user\n<image>\n{question}<|im_end|>\n<|im_start|>assistant\n"
@@ -36,12 +37,15 @@ VIDEO_MARK = "\0"
 
 def render(tokenizer: PreTrainedTokenizerBase, config: LongVUConfig, turns: Conversation) -> str:
     """The prompt text, VIDEO_MARK where the video goes. One user question on a Qwen
-    checkpoint takes the reference's template; anything else the checkpoint's chat template."""
+    checkpoint takes the reference's template; anything else the checkpoint's chat template,
+    Llama with the reference's system text unless the conversation has its own."""
     if sum(t.video for t in turns) != 1:
         raise ValueError("a conversation holds exactly one video")
     clean = [Turn(t.role, t.text.replace(VIDEO_MARK, ""), t.video) for t in turns]
     if not config.is_llama and len(clean) == 1 and clean[0].role == "user":
         return QWEN_TEMPLATE.replace(IMAGE_TOKEN, VIDEO_MARK).format(question=clean[0].text)
+    if config.is_llama and clean[0].role != "system":
+        clean.insert(0, Turn("system", LLAMA_SYSTEM))
     messages = [{"role": t.role, "content": f"{VIDEO_MARK}\n{t.text}" if t.video else t.text} for t in clean]
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 

@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
     Dinov2Config,
@@ -138,9 +138,28 @@ def _json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def write_tower(model: torch.nn.Module, directory: Path, preprocessor: dict) -> None:
+def portable_tokenizer_files(out_dir: Path) -> None:
+    """Files that transformers 4.x (the reference's pin) reads too, as the released ones:
+    a generic fast tokenizer class, and BPE merges as "a b" strings (newer tokenizers
+    write pairs, which older ones cannot read)."""
+    config_path, tokenizer_path = out_dir / "tokenizer_config.json", out_dir / "tokenizer.json"
+    config = json.loads(config_path.read_text())
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    spec = json.loads(tokenizer_path.read_text())
+    spec["model"]["merges"] = [m if isinstance(m, str) else " ".join(m) for m in spec["model"]["merges"]]
+    tokenizer_path.write_text(json.dumps(spec, ensure_ascii=False, indent=2) + "\n")
+
+
+def write_tower(model: torch.nn.Module, directory: Path, preprocessor: dict, prefix: str = "") -> None:
+    """Config, processor and weights; `prefix` names the weights as the released checkpoint
+    does (SigLIP's hub weights sit under `vision_model.`, which transformers 4.x requires)."""
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(directory))
+    if prefix:
+        weights = directory / "model.safetensors"
+        state = load_file(str(weights))
+        save_file({prefix + k: v for k, v in state.items()}, str(weights), metadata={"format": "pt"})
     _json(directory / "preprocessor_config.json", preprocessor)
 
 
@@ -151,11 +170,12 @@ def write_tiny_checkpoint(out_dir: Path) -> Path:
 
     siglip = SiglipVisionModel(SiglipVisionConfig(**SIGLIP_CONFIG))
     dino = Dinov2Model(Dinov2Config(**DINO_CONFIG))
-    write_tower(siglip, out_dir / BUNDLED_SIGLIP, SIGLIP_PREPROCESSOR)
+    write_tower(siglip, out_dir / BUNDLED_SIGLIP, SIGLIP_PREPROCESSOR, prefix="vision_model.")
     write_tower(dino, out_dir / BUNDLED_DINO, DINO_PREPROCESSOR)
 
     tokenizer = build_tokenizer()
     tokenizer.save_pretrained(str(out_dir))
+    portable_tokenizer_files(out_dir)
     raw = dict(LONGVU_CONFIG, vocab_size=len(tokenizer),
                bos_token_id=None, eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"))
     _json(out_dir / "config.json", raw)

@@ -167,7 +167,7 @@ class JobRunner:
         video_id = received.video_id
         decoder = Decoder(
             received.path, info, self.decoder_slots, self.settings.decoder_threads,
-            self.settings.decode_timeout_s, int(self.settings.max_duration_s) + 2,
+            self.settings.decode_timeout_s, int(self.settings.max_duration_s) + 2, self.settings.sampling,
         )
         keeper = asyncio.create_task(self._keep_alive(video_id, status, job, info.duration_s))
         self.metrics.jobs_in_progress.inc()

@@ -61,7 +61,8 @@ def load_model(settings: Settings) -> LongVU:
 
 
 def build_store(settings: Settings, model: LongVU) -> Store:
-    keys = Keys(model.fingerprint, pipeline_fingerprint(size_quirk=settings.size_quirk, dtype=str(model.dtype)))
+    keys = Keys(model.fingerprint, pipeline_fingerprint(size_quirk=settings.size_quirk, dtype=str(model.dtype),
+                                                        sampling=settings.sampling))
     if settings.redis_url:
         return RedisStore(settings.redis_url, keys, settings.cache_ttl_s)
     log.warning("no LONGVU_REDIS_URL: using the in-process cache (%d bytes); it is lost on restart",

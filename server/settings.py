@@ -22,6 +22,7 @@ class Settings(BaseSettings):
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     demo_dir: Path = Path.home() / ".cache" / "longvu" / "tiny"
     size_quirk: bool = True
+    sampling: Literal["exact", "reference"] = "exact"  # 1-fps rule: ours, or the reference's index stepping
 
     # Cache. No Redis URL: an in-process LRU bounded in bytes.
     redis_url: str | None = None

@@ -14,7 +14,6 @@ demuxer. When one worker would decode nearly every GOP anyway, one sequential pa
 from __future__ import annotations
 
 import bisect
-import math
 import threading
 import time
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.frames import Frame
+from models.frames import Frame, FrameSampler, SamplingMode
 from server.errors import ApiError
 from server.ingest.probe import VideoInfo, open_video
 
@@ -64,14 +63,11 @@ def index_packets(path: Path, info: VideoInfo) -> PacketIndex:
     return PacketIndex(info.time_base, sorted(pts), sorted(keyframes))
 
 
-def sampled_pts(index: PacketIndex) -> list[int]:
-    out, next_second = [], 0
-    for p in index.pts:
-        t = p * index.time_base
-        if t >= next_second:
-            out.append(p)
-            next_second = math.floor(t) + 1
-    return out
+def sampled_pts(index: PacketIndex, mode: SamplingMode = "exact", fps: float = 1.0) -> list[int]:
+    """The sampled frames' timestamps: the plain sampler's rule over the packet index
+    (presentation order), so both give the same frames."""
+    sampler = FrameSampler(mode, fps)
+    return [p for p in index.pts if sampler.take(p * index.time_base)]
 
 
 def plan_runs(index: PacketIndex, targets: list[int]) -> list[Run]:
@@ -179,13 +175,14 @@ class Decoder:
     workers: int
     timeout_s: float
     max_frames: int
+    sampling: SamplingMode = "exact"
     strategy: str = ""
     frames_decoded_hint: int = 0
 
     def frames(self) -> Iterator[Frame]:
         deadline = time.monotonic() + self.timeout_s
         index = index_packets(self.path, self.info)
-        targets = sampled_pts(index)
+        targets = sampled_pts(index, self.sampling, self.info.fps)
         if not targets:
             raise ApiError(415, "unsupported_media", "the video has no frames")
         if len(targets) > self.max_frames:

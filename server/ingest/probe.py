@@ -10,6 +10,7 @@ from pathlib import Path
 
 import av
 
+from models.frames import average_fps
 from server.errors import ApiError
 from server.settings import Settings
 
@@ -26,6 +27,7 @@ class VideoInfo:
     height: int
     duration_s: float
     time_base: Fraction
+    fps: float = 1.0  # the stream's average rate (the reference sampling steps by it)
 
 
 def unsupported(message: str) -> ApiError:
@@ -68,6 +70,7 @@ def probe(path: Path, settings: Settings) -> VideoInfo:
             if width > settings.max_width or height > settings.max_height:
                 raise ApiError(413, "too_large", f"{width}x{height} exceeds {settings.max_width}x{settings.max_height}")
             time_base = stream.time_base or Fraction(1, 1_000_000)
+            fps = average_fps(stream)
             if stream.duration:
                 duration = float(stream.duration * time_base)
             else:
@@ -80,4 +83,4 @@ def probe(path: Path, settings: Settings) -> VideoInfo:
         raise
     except (av.FFmpegError, UnicodeDecodeError, ValueError, IndexError) as exc:
         raise unsupported(f"the video cannot be decoded ({type(exc).__name__})") from exc
-    return VideoInfo(container_name, codec, width, height, duration, time_base)
+    return VideoInfo(container_name, codec, width, height, duration, time_base, fps)

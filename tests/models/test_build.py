@@ -120,3 +120,15 @@ def test_long_question_applies_the_dino_mask_of_a_short_video(model) -> None:  #
 def test_question_too_long_is_refused(model) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(PromptTooLongError):
         build_inputs(model, synthetic_encoded(model, 2), "the " * 9000)
+
+
+def test_the_400_frame_cap_applies_on_the_per_question_path(model) -> None:  # type: ignore[no-untyped-def]
+    """At a long context an unpruned video can exceed 400 frames that pass the DINO mask."""
+    import dataclasses
+
+    wide = dataclasses.replace(model, config=dataclasses.replace(model.config, tokenizer_model_max_length=32768))
+    encoded = synthetic_encoded(wide, 500, pruned=False)
+    question = "the " * 1800
+    assert (32768 - len(prompt_ids(wide.tokenizer, wide.config, question)) - 16) // 64 <= 500  # pruning applies
+    built = build_inputs(wide, encoded, question)
+    assert built.frame_indices.tolist() == [int(i * 500 / 400) for i in range(400)]

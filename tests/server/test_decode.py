@@ -40,14 +40,15 @@ CASES = [
 
 
 @pytest.mark.parametrize(("fps", "gop", "bframes", "container"), CASES)
-@pytest.mark.parametrize("workers", [1, 2])
-def test_exact_frames(tmp_path: Path, fps: Fraction, gop: int, bframes: int, container: str, workers: int) -> None:
+@pytest.mark.parametrize(("workers", "mode"), [(1, "exact"), (2, "exact"), (2, "reference")])
+def test_exact_frames(tmp_path: Path, fps: Fraction, gop: int, bframes: int, container: str, workers: int,
+                      mode: str) -> None:
     video = write_gop_video(tmp_path / f"v.{'mkv' if container == 'matroska' else 'mp4'}", 20, fps, gop, bframes,
                             container)
     info = probe(video, Settings())
-    decoder = Decoder(video, info, threading.BoundedSemaphore(2), workers, 60, 100)
+    decoder = Decoder(video, info, threading.BoundedSemaphore(2), workers, 60, 100, mode)  # type: ignore[arg-type]
     fast = list(decoder.frames())
-    plain = list(sample_frames(video))
+    plain = list(sample_frames(video, mode))  # type: ignore[arg-type]
     assert [f.pts_s for f in fast] == [f.pts_s for f in plain]
     assert [f.index for f in fast] == list(range(len(plain)))
     for a, b in zip(fast, plain, strict=True):
