@@ -14,13 +14,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from models.kv_cache import SlotCache
 from models.model import LongVU
-from models.sampling import SamplingParams, sample
+from models.sampling import SamplingParams, penalize, sample
 
 log = logging.getLogger("longvu.batching")
 
@@ -35,6 +35,7 @@ class Sequence:
     filled: int = 0  # cache positions written
     produced: int = 0
     pending: int = 0  # the last token, fed at the next decode step
+    history: list[int] = field(default_factory=list)  # the answer so far (repetition penalty)
 
     @property
     def prompt_len(self) -> int:
@@ -97,7 +98,7 @@ class ContinuousBatch:
         need = seq.prompt_len + seq.params.max_new_tokens
         if need > self.cache.usable:
             raise ValueError(f"prompt and answer take {need} positions; the cache holds {self.cache.usable}")
-        seq.slot, seq.filled, seq.produced = len(self.decoding), 0, 0
+        seq.slot, seq.filled, seq.produced, seq.history = len(self.decoding), 0, 0, []
         self.prefilling = seq
 
     @torch.inference_mode()
@@ -170,12 +171,15 @@ class ContinuousBatch:
 
     def _next(self, seq: Sequence, logits: torch.Tensor, greedy: int | None) -> Emitted:
         params = seq.params
+        if params.repetition_penalty != 1.0 and seq.history:
+            logits, greedy = penalize(logits, seq.history, params.repetition_penalty), None
         token = greedy if greedy is not None and params.temperature <= 0.0 else sample(logits, params, seq.generator)
         if token in seq.stop_ids:
             self.release(seq)
             return Emitted(seq, None, True)
         seq.produced += 1
         seq.pending = token
+        seq.history.append(token)
         spent = seq.produced >= params.max_new_tokens
         if spent:
             self.release(seq)

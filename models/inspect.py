@@ -37,9 +37,11 @@ def inspect(args: argparse.Namespace) -> dict[str, object]:
     siglip: list[torch.Tensor] = []
     dino: list[torch.Tensor] = []
     encoded = encode_video(
-        model, recording(sample_frames(args.video), siglip, dino), size_quirk=not args.no_size_quirk
+        model, recording(sample_frames(args.video, args.sampling), siglip, dino), size_quirk=not args.no_size_quirk
     )
     built = build_inputs(model, encoded, args.question)
+    with torch.inference_mode():
+        logits = model.llm(inputs_embeds=built.inputs_embeds, logits_to_keep=1).logits[0, -1]
     counts = {
         **compression_summary(encoded, built),
         "prompt_tokens": built.prompt_tokens,
@@ -54,6 +56,7 @@ def inspect(args: argparse.Namespace) -> dict[str, object]:
         "kept_frame_indices": built.frame_indices.cpu(),
         "input_ids": built.input_ids,
         "inputs_embeds": built.inputs_embeds[0].float().cpu(),
+        "logits": logits.float().cpu(),  # the last prompt position: the first answer token's
     }
     save_file(tensors, str(args.dump), metadata={"counts": json.dumps(counts, sort_keys=True)})
     return counts
@@ -69,6 +72,8 @@ def main() -> None:
     parser.add_argument("--dump", required=True, type=Path)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--no-size-quirk", action="store_true", help="read the frame size as (width, height)")
+    parser.add_argument("--sampling", choices=("exact", "reference"), default="exact",
+                        help="the 1-fps rule: ours, or the reference's index stepping")
     counts = inspect(parser.parse_args())
     print(
         f"frames sampled {counts['frames_sampled']}, survived DINO {counts['frames_survived_dino']}, "

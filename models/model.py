@@ -22,6 +22,7 @@ from models import checkpoint
 from models.config import LongVUConfig
 from models.connector import Connector
 from models.prompt import stop_token_ids
+from models.sampling import GenerationDefaults
 from models.towers import DEFAULT_DINO, DEFAULT_SIGLIP, VisionTowers
 
 CONNECTOR_PREFIX = "model."
@@ -43,6 +44,7 @@ class LongVU:
     dtype: torch.dtype
     fingerprint: str
     stop_ids: frozenset[int]  # end-of-turn tokens; read once, the vocabulary is large
+    generation: GenerationDefaults  # the checkpoint's generation_config.json
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         return self.llm.get_input_embeddings()(ids.to(self.device))
@@ -76,7 +78,7 @@ def fingerprint(directories: list[Path]) -> str:
     h = hashlib.sha256()
     for directory in directories:
         for path in sorted(directory.iterdir()):
-            if path.is_file() and path.suffix in (".json", ".safetensors"):
+            if path.is_file() and path.suffix in (".json", ".safetensors"):  # generation_config.json too
                 _file_digest(path, h)
     return h.hexdigest()[:16]
 
@@ -129,6 +131,7 @@ def load_longvu(
 
     llm = llm_cls.from_pretrained(str(ckpt_dir), config=llm_config, dtype=dtype).to(device).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(ckpt_dir))
+    generation = GenerationDefaults.from_dir(ckpt_dir)
 
     for module in (llm, connector, towers.siglip, towers.dino):
         module.requires_grad_(False)
@@ -141,6 +144,7 @@ def load_longvu(
         device=device,
         dtype=dtype,
         fingerprint=fingerprint([ckpt_dir, siglip_dir, dino_dir]),
-        stop_ids=frozenset(stop_token_ids(tokenizer)),
+        stop_ids=frozenset(stop_token_ids(tokenizer)) | frozenset(generation.eos_token_ids),
+        generation=generation,
     )
 

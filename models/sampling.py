@@ -1,8 +1,16 @@
-"""What a question asks of the sampler, and the sampler (SPEC step 9: greedy by default)."""
+"""What a question asks of the sampler, and the sampler (SPEC step 9: greedy by default).
+
+The checkpoint's `generation_config.json` fills what a question leaves open, the way
+transformers' `generate` (which the reference calls) merges it in: its repetition penalty
+applies to greedy answers too, its top-k and top-p to sampled ones, its end-of-sequence ids
+stop the answer. What a question says wins.
+"""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -10,16 +18,69 @@ import torch
 @dataclass(frozen=True)
 class SamplingParams:
     max_new_tokens: int = 128
-    temperature: float = 0.0
+    temperature: float = 0.0  # 0: greedy
     top_p: float = 1.0
+    top_k: int = 0  # 0: no cut
+    repetition_penalty: float = 1.0  # over the answer's own tokens, as generate() without input ids
     seed: int | None = None
     ignore_eos: bool = False  # generate max_new_tokens whatever comes (benchmarks)
+
+
+@dataclass(frozen=True)
+class GenerationDefaults:
+    """A checkpoint's generation_config.json; transformers' own defaults where it is silent."""
+
+    top_p: float = 1.0
+    top_k: int = 50
+    repetition_penalty: float = 1.0
+    eos_token_ids: tuple[int, ...] = ()
+
+    @classmethod
+    def from_dir(cls, directory: Path) -> GenerationDefaults:
+        path = directory / "generation_config.json"
+        if not path.exists():
+            return cls()
+        raw = json.loads(path.read_text())
+        eos = raw.get("eos_token_id")
+        return cls(
+            top_p=float(raw.get("top_p") or 1.0),
+            top_k=int(raw.get("top_k") if raw.get("top_k") is not None else 50),
+            repetition_penalty=float(raw.get("repetition_penalty") or 1.0),
+            eos_token_ids=tuple(eos if isinstance(eos, list) else [] if eos is None else [eos]),
+        )
+
+    def params(self, max_new_tokens: int, temperature: float = 0.0, top_p: float | None = None,
+               top_k: int | None = None, repetition_penalty: float | None = None, seed: int | None = None,
+               ignore_eos: bool = False) -> SamplingParams:
+        """A question's sampling: its own fields, the checkpoint's for those it leaves open."""
+        return SamplingParams(
+            max_new_tokens=max_new_tokens, temperature=temperature,
+            top_p=self.top_p if top_p is None else top_p, top_k=self.top_k if top_k is None else top_k,
+            repetition_penalty=self.repetition_penalty if repetition_penalty is None else repetition_penalty,
+            seed=seed, ignore_eos=ignore_eos,
+        )
+
+
+def penalize(logits: torch.Tensor, history: list[int], penalty: float) -> torch.Tensor:
+    """transformers' repetition penalty: a seen token's logit is divided by the penalty
+    when positive, multiplied when negative."""
+    if penalty == 1.0 or not history:
+        return logits
+    ids = torch.tensor(sorted(set(history)), device=logits.device)
+    seen = logits[ids]
+    out = logits.clone()
+    out[ids] = torch.where(seen < 0, seen * penalty, seen / penalty)
+    return out
 
 
 def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> int:
     if params.temperature <= 0.0:
         return int(logits.argmax())
-    probs = torch.softmax(logits.float() / params.temperature, dim=-1)
+    scaled = logits.float() / params.temperature
+    if 0 < params.top_k < scaled.shape[-1]:
+        kth = torch.topk(scaled, params.top_k).values[-1]
+        scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+    probs = torch.softmax(scaled, dim=-1)
     if params.top_p < 1.0:
         sorted_probs, order = probs.sort(descending=True)
         # Keep the smallest prefix whose mass reaches top_p (the first token always).

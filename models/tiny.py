@@ -2,7 +2,7 @@
 
     python -m models.tiny OUT_DIR
 
-OUT_DIR gets `config.json` (`cambrian_qwen`), `model.safetensors` with the real key
+OUT_DIR gets `config.json` (`cambrian_qwen`), `generation_config.json`, `model.safetensors` with the real key
 names, a byte-level BPE tokenizer with the Qwen chat tokens and template, and tiny
 SigLIP and DINOv2 towers under `OUT_DIR/siglip` and `OUT_DIR/dino`, which
 `load_longvu` picks up when no tower is named. Everything comes from a fixed seed,
@@ -179,6 +179,12 @@ def write_tiny_checkpoint(out_dir: Path) -> Path:
     raw = dict(LONGVU_CONFIG, vocab_size=len(tokenizer),
                bos_token_id=None, eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"))
     _json(out_dir / "config.json", raw)
+    # As Qwen2-Instruct's, so that the defaults it brings (a repetition penalty even when
+    # greedy, top-k and top-p when sampling, two end tokens) are exercised.
+    _json(out_dir / "generation_config.json", {
+        "do_sample": True, "temperature": 0.7, "top_p": 0.8, "top_k": 20, "repetition_penalty": 1.05,
+        "eos_token_id": [tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.convert_tokens_to_ids("<|endoftext|>")],
+    })
 
     config = LongVUConfig.from_dict(raw)
     llm_fields = {k: v for k, v in raw.items() if k not in ("model_type", "architectures")}

@@ -40,8 +40,10 @@ class AskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     question: str = Field(min_length=1, max_length=32_000)
     max_new_tokens: int = Field(128, ge=1, le=32768)  # and at most LONGVU_MAX_NEW_TOKENS
-    temperature: float = Field(0.0, ge=0.0, le=5.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    temperature: float = Field(0.0, ge=0.0, le=5.0, description="0: greedy, as LongVU answers")
+    top_p: float | None = Field(None, gt=0.0, le=1.0, description="default: the checkpoint's generation config")
+    top_k: int | None = Field(None, ge=0, le=1_000_000, description="default: the checkpoint's; 0 turns it off")
+    repetition_penalty: float | None = Field(None, gt=0.0, le=10.0, description="default: the checkpoint's")
     stream: bool = True
     seed: int | None = Field(None, ge=0, le=2**63 - 1)
     ignore_eos: bool = False

@@ -49,7 +49,9 @@ class ChatCompletionRequest(BaseModel):
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 (greedy, as LongVU) unless given")
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    top_k: int | None = Field(None, ge=0, le=1_000_000)  # vLLM's extra field
+    repetition_penalty: float | None = Field(None, gt=0.0, le=10.0)  # vLLM's extra field
     seed: int | None = Field(None, ge=0, le=2**63 - 1)
     stop: str | list[str] | None = None
     n: Literal[1] = 1

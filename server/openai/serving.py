@@ -16,7 +16,6 @@ from fastapi.sse import EventSourceResponse, format_sse_event
 from starlette.concurrency import run_in_threadpool
 
 from models.prompt import Turn
-from models.sampling import SamplingParams
 from server.asks import Ask
 from server.errors import ApiError, openai_type
 from server.ingest.intake import fetch_url, receive_data_url
@@ -172,7 +171,8 @@ async def create_chat_completion(svc: Services, body: ChatCompletionRequest, req
     chat = parse_messages(body.messages)
     max_new = body.max_completion_tokens or body.max_tokens or min(DEFAULT_MAX_TOKENS, svc.settings.max_new_tokens)
     check_prompt(svc, chat.turns, max_new)
-    params = SamplingParams(max_new, body.temperature, body.top_p, body.seed)
+    params = svc.model.generation.params(max_new, body.temperature, body.top_p, body.top_k,
+                                        body.repetition_penalty, body.seed)
     video_id, ready = await resolve_video(svc, chat.video_url)
 
     async def begin() -> Ask:

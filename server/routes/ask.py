@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Depends, Request
 from fastapi.sse import KEEPALIVE_COMMENT, EventSourceResponse, format_sse_event
 
-from models.sampling import SamplingParams
 from server.asks import Ask
 from server.routes.deps import services
 from server.routes.videos import check_id
@@ -51,7 +50,8 @@ async def ask_video(video_id: str, body: AskRequest, request: Request,  # type: 
     check_prompt(svc, body.question, body.max_new_tokens)
     loading = time.perf_counter()
     encoded = time_range(await load_encoded(svc, check_id(video_id)), body.start_s, body.end_s)
-    params = SamplingParams(body.max_new_tokens, body.temperature, body.top_p, body.seed, body.ignore_eos)
+    params = svc.model.generation.params(body.max_new_tokens, body.temperature, body.top_p, body.top_k,
+                                        body.repetition_penalty, body.seed, body.ignore_eos)
     ask = start_ask(svc, encoded, body.question, params, received_at, time.perf_counter() - loading)
     if body.stream:
         return EventSourceResponse(sse(ask, svc.settings.sse_ping_s), headers={"Cache-Control": "no-cache"})

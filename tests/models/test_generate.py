@@ -92,3 +92,45 @@ def test_detokenizer_holds_back_split_characters(model) -> None:  # type: ignore
     cut = Detokenizer(model.tokenizer)
     partial = "".join(cut.push(i) for i in model.tokenizer.encode("✓", add_special_tokens=False)[:-1])
     assert partial == "" and cut.flush() != ""  # an unfinished character comes out at the end
+
+
+def test_generation_config_fills_what_a_question_leaves_open(model, tiny_checkpoint) -> None:  # type: ignore[no-untyped-def]
+    from models.sampling import GenerationDefaults
+
+    defaults = GenerationDefaults.from_dir(tiny_checkpoint)
+    assert (defaults.top_p, defaults.top_k, defaults.repetition_penalty) == (0.8, 20, 1.05)
+    assert set(defaults.eos_token_ids) <= model.stop_ids and len(defaults.eos_token_ids) == 2
+    params = model.generation.params(64)
+    assert (params.temperature, params.top_k, params.repetition_penalty) == (0.0, 20, 1.05)
+    own = model.generation.params(64, temperature=0.5, top_p=0.5, top_k=0, repetition_penalty=1.0)
+    assert (own.top_p, own.top_k, own.repetition_penalty) == (0.5, 0, 1.0)
+    assert GenerationDefaults.from_dir(tiny_checkpoint / "siglip") == GenerationDefaults()  # none: transformers'
+
+
+def test_repetition_penalty_as_transformers_applies_it(model) -> None:  # type: ignore[no-untyped-def]
+    from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
+
+    from models.sampling import penalize
+
+    logits = torch.randn(400)
+    history = [5, 17, 5, 399]
+    expected = RepetitionPenaltyLogitsProcessor(1.3)(torch.tensor([history]), logits[None].clone())[0]
+    assert torch.equal(penalize(logits, history, 1.3), expected)
+
+    embeds = _embeds(model)
+    with torch.inference_mode():  # greedy under the penalty, as generate() runs it on inputs_embeds
+        out = model.llm(inputs_embeds=embeds, use_cache=True)
+        tokens: list[int] = []
+        for _ in range(16):
+            scores = RepetitionPenaltyLogitsProcessor(1.5)(torch.tensor([tokens], dtype=torch.long),
+                                                           out.logits[:, -1].clone())
+            tokens.append(int(scores[0].argmax()))
+            out = model.llm(input_ids=torch.tensor([[tokens[-1]]]), cache=out.cache, use_cache=True)
+    ours = list(generate_ids(model, embeds, SamplingParams(max_new_tokens=16, repetition_penalty=1.5), stop_ids=set()))
+    assert ours == tokens
+
+
+def test_top_k_of_one_is_greedy(model) -> None:  # type: ignore[no-untyped-def]
+    greedy = list(generate_ids(model, _embeds(model), SamplingParams(max_new_tokens=8), stop_ids=set()))
+    one = SamplingParams(max_new_tokens=8, temperature=3.0, top_k=1, seed=3)
+    assert list(generate_ids(model, _embeds(model), one, stop_ids=set())) == greedy

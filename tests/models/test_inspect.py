@@ -32,3 +32,6 @@ def test_inspect_dumps_what_the_llm_receives(model, tiny_checkpoint: Path, short
     assert torch.equal(tensors["kept_frame_indices"], built.frame_indices)
     assert torch.allclose(tensors["inputs_embeds"], built.inputs_embeds[0], atol=1e-5)
     assert counts["visual_tokens_after"] == built.visual_tokens_after
+    with torch.inference_mode():
+        logits = model.llm(inputs_embeds=built.inputs_embeds).logits[0, -1]
+    assert tensors["logits"].dtype == torch.float32 and torch.allclose(tensors["logits"], logits, atol=1e-4)
