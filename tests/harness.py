@@ -8,12 +8,15 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import uvicorn
 
 from server.app import create_app
+from server.engine import Engine
 from server.services import Services
 from server.settings import Settings
 
@@ -67,6 +70,20 @@ class RedisServer:
             self.process.kill()
             self.process.wait(10)
             self.process = None
+
+
+@contextmanager
+def gated_rounds(engine: Engine) -> Iterator[threading.Semaphore]:
+    """Holds the engine before each of its rounds until the test releases the semaphore:
+    a test can then see what a client sees between two tokens."""
+    gate = threading.Semaphore(0)
+    step = engine._round
+    engine._round = lambda admitted: gate.acquire() and step(admitted)  # type: ignore[method-assign]
+    try:
+        yield gate
+    finally:
+        engine._round = step  # type: ignore[method-assign]
+        gate.release(10**6)
 
 
 class ServerThread:

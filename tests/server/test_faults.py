@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from tests.conftest import server_settings
-from tests.harness import RedisServer, ServerThread
+from tests.harness import RedisServer, ServerThread, gated_rounds
 from tests.server.test_ask import ask, metric, upload_ready
 from tests.videos import write_video
 
@@ -247,19 +247,15 @@ def test_redis_killed_during_an_answer(tiny_checkpoint: Path, aof_redis: RedisSe
     try:
         video_id = upload_ready(server, write_video(video_dir / "fault-i.mp4", seconds=3, fps=2, seed=91))
         engine = server.services.engine
-        gate = threading.Semaphore(0)
-        step = engine._round
-        engine._round = lambda admitted: gate.acquire() and step(admitted)  # type: ignore[method-assign]
         result: list = []
-        worker = threading.Thread(target=lambda: result.append(
-            ask(server, video_id, stream=False, max_new_tokens=20, ignore_eos=True)))
-        worker.start()
-        gate.release(3)
-        wait_for(lambda: engine.running == 1)
-        aof_redis.kill()  # mid-answer: the tokens are in memory, the answer goes on
-        gate.release(1000)
+        with gated_rounds(engine) as gate:
+            worker = threading.Thread(target=lambda: result.append(
+                ask(server, video_id, stream=False, max_new_tokens=20, ignore_eos=True)))
+            worker.start()
+            gate.release(3)
+            wait_for(lambda: engine.running == 1)
+            aof_redis.kill()  # mid-answer: the tokens are in memory, the answer goes on
         worker.join(30)
-        engine._round = step  # type: ignore[method-assign]
         assert result[0].status_code == 200 and result[0].json()["usage"]["completion_tokens"] == 20
         down = ask(server, video_id, stream=False)
         assert down.status_code == 503 and down.json()["error"]["code"] == "cache_unavailable"

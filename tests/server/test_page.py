@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.conftest import server_settings
-from tests.harness import ServerThread
+from tests.harness import ServerThread, gated_rounds
 from tests.videos import write_video
 
 ARTIFACTS = Path(os.environ.get("LONGVU_ARTIFACTS", Path(__file__).parents[2] / "artifacts"))
@@ -53,11 +52,7 @@ def test_upload_watch_ask_and_stream(app_server: ServerThread, page: Page, video
     assert "frames sampled" in page.locator("#ingest-text").inner_text()
 
     # Hold the engine between rounds: a token must show while the answer is unfinished.
-    engine = app_server.services.engine
-    gate = threading.Semaphore(0)
-    step = engine._round
-    engine._round = lambda admitted: gate.acquire() and step(admitted)  # type: ignore[method-assign]
-    try:
+    with gated_rounds(app_server.services.engine) as gate:
         page.get_by_label("Question").fill("What happens in the video?")
         page.get_by_label("max tokens").fill("40")
         page.get_by_role("button", name="Ask").click()
@@ -73,9 +68,6 @@ def test_upload_watch_ask_and_stream(app_server: ServerThread, page: Page, video
         shot(page, "page-streaming.png")
         gate.release(1000)
         expect(answer).to_have_attribute("aria-busy", "false", timeout=30_000)
-    finally:
-        engine._round = step  # type: ignore[method-assign]
-        gate.release(1000)
     summary = page.locator("#summary")
     expect(summary).to_be_visible()
     assert "Visual tokens" in summary.inner_text() and "sampled" in summary.inner_text()
@@ -89,10 +81,7 @@ def test_stop_cancels_the_answer(app_server: ServerThread, page: Page, video_dir
     page.get_by_label("Choose a video file").set_input_files(str(video))
     expect(page.locator("#video-status")).to_have_text("Ready: ask away.", timeout=60_000)
     engine = app_server.services.engine
-    gate = threading.Semaphore(0)
-    step = engine._round
-    engine._round = lambda admitted: gate.acquire() and step(admitted)  # type: ignore[method-assign]
-    try:
+    with gated_rounds(engine) as gate:
         page.get_by_label("Question").fill("Go on and on.")
         page.get_by_label("max tokens").fill("4000")
         page.get_by_role("button", name="Ask").click()
@@ -100,9 +89,6 @@ def test_stop_cancels_the_answer(app_server: ServerThread, page: Page, video_dir
         expect(page.get_by_role("button", name="Stop")).to_be_enabled()
         page.get_by_role("button", name="Stop").click()
         expect(page.locator("#answer")).to_have_attribute("aria-busy", "false")
-    finally:
-        engine._round = step  # type: ignore[method-assign]
-        gate.release(1000)
     for _ in range(100):
         if engine.running == 0:
             break
