@@ -26,9 +26,9 @@ import torch
 
 from models.batching import ContinuousBatch, Emitted, Sequence
 from models.build import build_inputs
+from models.encoded import EncodedVideo
 from models.generate import Detokenizer, default_stop_ids
 from models.model import LongVU
-from models.prompt import prompt_ids
 from models.sampling import SamplingParams, generator_for
 from server.asks import Ask
 from server.metrics import Metrics
@@ -213,9 +213,19 @@ class Engine:
 
     @torch.inference_mode()
     def _warm_up(self) -> None:
+        """A question's whole path once: a made-up video long enough for the STC regime
+        (its kernel compiles now, not on the first question), a long prefill, a few tokens."""
         started = time.perf_counter()
-        ids = [i for i in prompt_ids(self.model.tokenizer, self.model.config, "warm up") if i >= 0]
-        seq = Sequence(self.model.embed(torch.tensor(ids)), SamplingParams(max_new_tokens=4), frozenset())
+        cfg = self.model.config
+        frames = cfg.tokenizer_model_max_length // cfg.lowres_token**2 + 2
+        features = torch.randn(frames, cfg.query_num_list[0], cfg.vision_hidden_size,
+                               generator=torch.Generator().manual_seed(0))
+        video = EncodedVideo(features=features, frame_indices=torch.arange(frames),
+                             timestamps=torch.arange(frames, dtype=torch.float64),
+                             dino_keep=torch.ones(frames, dtype=torch.bool), pruned=True, frames_sampled=frames,
+                             frames_survived=frames, width=1280, height=720, duration_s=float(frames), size_quirk=True)
+        built = build_inputs(self.model, video, "warm up")
+        seq = Sequence(built.inputs_embeds[0], SamplingParams(max_new_tokens=4), frozenset())
         self.batch.start(seq)
         while self.batch.prefilling is not None:
             self.batch.prefill()
