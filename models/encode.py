@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
+import numpy as np
 import torch
 
 from kernels.dino_prune import WINDOW, window_prune
@@ -25,7 +26,7 @@ from models.connector import sva_attention_mask
 from models.encoded import EncodedVideo
 from models.frames import Frame
 from models.model import LongVU
-from models.preprocess import DINO, SIGLIP
+from models.preprocess import DINO, SIGLIP, TowerPreprocess
 
 T = TypeVar("T")
 DeviceStep = Callable[[Callable[[], T]], T]
@@ -132,14 +133,22 @@ def encode_video(
     last_pts = 0.0
     mask: torch.Tensor | None = None
 
+    # On a GPU the frames go up as uint8 and are preprocessed there, inside the device
+    # steps; on the CPU (PIL, the same bits) preprocessing stays on the calling thread.
+    on_cpu = model.device.type == "cpu"
+
+    def pixels(preprocess: TowerPreprocess, rgbs: list[np.ndarray]) -> Callable[[], torch.Tensor]:
+        ready = preprocess(rgbs) if on_cpu else None
+        return lambda: ready if ready is not None else preprocess(rgbs, model.device)
+
     def run_batch(batch: list[Frame]) -> None:
         nonlocal sampled, survived, mask
         rgbs = [f.rgb for f in batch]
-        dino_pixels = DINO(rgbs)
+        dino_pixels = pixels(DINO, rgbs)
 
         @torch.inference_mode()  # device steps may run on another thread
         def dino_and_prune() -> tuple[torch.Tensor, list[bool]]:
-            maps = model.towers.encode_dino(dino_pixels.to(model.device))
+            maps = model.towers.encode_dino(dino_pixels())
             # Batches start on window boundaries, so the batch's windows are the video's.
             return maps, window_prune(maps, cfg.dino_threshold, WINDOW)[0].tolist()
 
@@ -152,13 +161,13 @@ def encode_video(
         rows = [i for i, k in enumerate(keep) if k or not pruning]
         if not rows:
             return
-        siglip_pixels = SIGLIP([rgbs[i] for i in rows])
+        siglip_pixels = pixels(SIGLIP, [rgbs[i] for i in rows])
         if mask is None:
             mask = sva_attention_mask(cfg.aux_side, cfg.query_side, unpad_size(width, height, size_quirk))
 
         @torch.inference_mode()
         def siglip_and_fuse() -> torch.Tensor:
-            siglip = model.towers.encode_siglip(siglip_pixels.to(model.device))
+            siglip = model.towers.encode_siglip(siglip_pixels())
             return model.connector.aggregate(siglip, dino[rows], mask).cpu()
 
         features = on_device(siglip_and_fuse)

@@ -4,17 +4,24 @@ Each tower pads the frame to a square with its own processor's mean colour (the 
 `expand2square(img, tuple(int(x * 255) for x in processor.image_mean))`), resizes it with
 PIL's bicubic filter to the tower's size (the reference's `.resize((size, size))`; the
 processors' own resize and crop are then no-ops), scales to [0, 1] in float64 and
-normalises in float32 (transformers 4.42.4's `rescale` and `normalize`). The pixels are
-the reference's, bit for bit.
+normalises in float32 (transformers 4.42.4's `rescale` and `normalize`).
+
+Two implementations give the same bits: PIL itself on the CPU, and PIL's fixed-point
+arithmetic rebuilt as two float64 matrix products (exact: every sum is an integer below
+2**53) on the model's device, so that a GPU ingest uploads uint8 frames once and does the
+rest there.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image
+
+PRECISION_BITS = 22  # PIL's fixed point for 8-bit images: 32 - 8 - 2
 
 
 @dataclass(frozen=True)
@@ -27,19 +34,71 @@ class TowerPreprocess:
     def pad_colour(self) -> tuple[int, int, int]:
         return tuple(int(m * 255) for m in self.mean)  # type: ignore[return-value]
 
-    def __call__(self, frames: list[np.ndarray]) -> torch.Tensor:
-        """[H, W, 3] uint8 frames of one video -> [B, 3, size, size] float32."""
-        resized = np.stack([self.resize(frame) for frame in frames])
-        scaled = (resized.astype(np.float64) * (1 / 255)).astype(np.float32)
-        pixels = (scaled - np.array(self.mean, np.float32)) / np.array(self.std, np.float32)
-        return torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
+    def __call__(self, frames: list[np.ndarray], device: torch.device | None = None) -> torch.Tensor:
+        """[H, W, 3] uint8 frames of one video -> [B, 3, size, size] float32 on `device`
+        (PIL on the CPU, the same arithmetic in torch elsewhere)."""
+        if device is None or device.type == "cpu":
+            resized = torch.from_numpy(np.stack([self.resize(frame) for frame in frames])).permute(0, 3, 1, 2)
+        else:
+            batch = torch.from_numpy(np.stack(frames))
+            batch = batch.pin_memory() if torch.cuda.is_available() else batch
+            resized = self.resize_on(batch.to(device, non_blocking=True).permute(0, 3, 1, 2))
+        scaled = (resized.double() * (1 / 255)).float()
+        mean = torch.tensor(self.mean, dtype=torch.float32, device=scaled.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, dtype=torch.float32, device=scaled.device).view(1, 3, 1, 1)
+        return ((scaled - mean) / std).contiguous()
 
     def resize(self, frame: np.ndarray) -> np.ndarray:
-        """[H, W, 3] uint8 -> [size, size, 3] uint8: padded to a square, resized."""
+        """[H, W, 3] uint8 -> [size, size, 3] uint8 with PIL: padded to a square, resized."""
         square = torch.from_numpy(frame).permute(2, 0, 1)[None]
         padded = pad_to_square(square, self.pad_colour)[0].permute(1, 2, 0).numpy()
-        image = Image.fromarray(np.ascontiguousarray(padded), mode="RGB")
+        image = Image.fromarray(np.ascontiguousarray(padded))
         return np.asarray(image.resize((self.size, self.size), Image.Resampling.BICUBIC))
+
+    def resize_on(self, batch: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] uint8 on any device -> [B, 3, size, size] uint8, PIL's bits."""
+        square = pad_to_square(batch, self.pad_colour)
+        side = square.shape[-1]
+        if side == self.size:
+            return square
+        weights = torch.from_numpy(bicubic_weights(side, self.size)).to(square.device)
+        rows = clip8(square.double() @ weights.T)  # PIL: horizontal pass first, to 8 bits
+        return clip8(weights @ rows.double())
+
+
+def clip8(acc: torch.Tensor) -> torch.Tensor:
+    """PIL's rounding and clipping of a fixed-point sum back to 8 bits."""
+    return torch.floor((acc + (1 << (PRECISION_BITS - 1))) / (1 << PRECISION_BITS)).clamp(0, 255).to(torch.uint8)
+
+
+def _bicubic(x: float) -> float:
+    a = -0.5
+    x = abs(x)
+    if x < 1.0:
+        return ((a + 2.0) * x - (a + 3.0)) * x * x + 1
+    if x < 2.0:
+        return (((x - 5) * x + 8) * x - 4) * a
+    return 0.0
+
+
+@functools.lru_cache(maxsize=32)
+def bicubic_weights(in_size: int, out_size: int) -> np.ndarray:
+    """PIL's bicubic resampling coefficients as a dense [out, in] matrix of its fixed-point
+    integers (as float64), computed as Pillow's `precompute_coeffs` does."""
+    scale = in_size / out_size
+    filterscale = max(scale, 1.0)
+    support = 2.0 * filterscale
+    weights = np.zeros((out_size, in_size), dtype=np.float64)
+    for xx in range(out_size):
+        center = (xx + 0.5) * scale
+        xmin = max(int(center - support + 0.5), 0)
+        xmax = min(int(center + support + 0.5), in_size) - xmin
+        taps = [_bicubic((x + xmin - center + 0.5) / filterscale) for x in range(xmax)]
+        total = sum(taps)
+        for x, w in enumerate(taps):
+            w = w / total if total != 0.0 else w
+            weights[xx, xmin + x] = int(w * (1 << PRECISION_BITS) + (-0.5 if w < 0 else 0.5))
+    return weights
 
 
 def pad_to_square(batch: torch.Tensor, colour: tuple[int, int, int]) -> torch.Tensor:
@@ -48,7 +107,7 @@ def pad_to_square(batch: torch.Tensor, colour: tuple[int, int, int]) -> torch.Te
     if h == w:
         return batch
     side = max(h, w)
-    canvas = torch.tensor(colour, dtype=batch.dtype).view(1, c, 1, 1).repeat(b, 1, side, side)
+    canvas = torch.tensor(colour, dtype=batch.dtype, device=batch.device).view(1, c, 1, 1).repeat(b, 1, side, side)
     top, left = (side - h) // 2, (side - w) // 2
     canvas[:, :, top : top + h, left : left + w] = batch
     return canvas

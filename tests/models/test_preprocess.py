@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from models.preprocess import DINO, SIGLIP, pad_to_square
@@ -24,3 +25,25 @@ def test_tower_inputs_have_their_sizes_and_normalisation() -> None:
     assert torch.allclose(dino[0, :, 0, 0], expected, atol=1e-5)
     # The picture (black) sits in the middle band.
     assert torch.allclose(siglip[0, :, 192, 192], torch.full((3,), -1.0))
+
+
+@pytest.mark.parametrize(("height", "width"), [(48, 64), (36, 64), (720, 1280), (101, 37), (384, 384), (17, 5),
+                                                (379, 377), (1080, 1920)])
+def test_the_device_resize_gives_pils_bits(height: int, width: int) -> None:
+    """The torch implementation (what a GPU runs) equals PIL (what the reference runs), bit
+    for bit, upscaling and downscaling, odd sizes included."""
+    rng = np.random.default_rng(height * 10_000 + width)
+    frames = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(2)]
+    batch = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)
+    for preprocess in (SIGLIP, DINO):
+        pil = np.stack([preprocess.resize(frame) for frame in frames])
+        ours = preprocess.resize_on(batch).permute(0, 2, 3, 1).numpy()
+        assert np.array_equal(pil, ours), (preprocess.size, np.abs(pil.astype(int) - ours.astype(int)).max())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the device path needs a GPU")
+def test_the_gpu_pixels_are_the_cpu_pixels() -> None:
+    rng = np.random.default_rng(7)
+    frames = [rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8) for _ in range(3)]
+    for preprocess in (SIGLIP, DINO):
+        assert torch.equal(preprocess(frames, torch.device("cuda")).cpu(), preprocess(frames))
