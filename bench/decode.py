@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -96,6 +97,8 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    if shutil.which("ffmpeg") is None:  # compared against it: say so now, not after minutes of work
+        sys.exit("bench/decode.py compares against the ffmpeg command: install it (apt-get install ffmpeg)")
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="longvu-decode-"))
     workdir.mkdir(parents=True, exist_ok=True)
     seconds = int(args.minutes * 60)
@@ -103,6 +106,7 @@ def main() -> None:
     for keyint_s in (1, 10):
         video = workdir / f"numbered_{args.minutes:g}min_k{keyint_s}s.mp4"
         if not video.exists():
+            print(f"writing a {args.minutes:g}-minute test video (keyframes every {keyint_s} s)...", flush=True)
             write_numbered_video(video, args.minutes, keyint_s * FPS)
         speeds = {}
         for name, run in (("ours", lambda: ours(video, args.threads)), ("plain PyAV", lambda: plain_pyav(video)),

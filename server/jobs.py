@@ -33,6 +33,7 @@ log = logging.getLogger("longvu.jobs")
 T = TypeVar("T")
 STALE = "the ingest job stopped without finishing; send the video again"
 PROGRESS_INTERVAL_S = 0.5
+LOG_INTERVAL_S = 10.0  # a progress line in the server log for long ingests
 
 
 def ready_status(video_id: str, encoded: EncodedVideo, size: int, strategy: str, created: float) -> dict:
@@ -68,6 +69,13 @@ def live_progress(progress: dict, duration: float, shown: float) -> dict:
         "seconds_done": round(pts, 3),
         "eta_s": round((duration - pts) / rate, 1) if rate > 0 and duration > pts else None,
     }
+
+
+def log_progress(video_id: str, progress: dict, duration: float) -> None:
+    elapsed = time.monotonic() - progress["started"]
+    log.info("ingest %s: %.0f of %.0f s of video done, %d frames through the towers, %d under the DINO "
+             "threshold, %.1fx realtime", video_id[:12], progress["pts"], duration, progress["encoded"],
+             progress["survived"], progress["pts"] / max(elapsed, 1e-9))
 
 
 class JobCancelled(Exception):
@@ -173,13 +181,20 @@ class JobRunner:
         self.metrics.jobs_in_progress.inc()
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
+        log.info("ingest %s: started, %.0f s of %dx%d %s", video_id[:12], info.duration_s, info.width, info.height,
+                 info.codec)
         try:
             encoded = await loop.run_in_executor(self.executor, self._encode, decoder, job, info)
             data = await loop.run_in_executor(self.executor, encoded.to_bytes)
             ready = ready_status(video_id, encoded, len(data), decoder.strategy, status["created_at"])
             if not await self._retrying(lambda: self.store.finish(video_id, self.owner, data, ready)):
                 raise JobCancelled
-            self.metrics.encode_time.observe(time.perf_counter() - started)
+            took = time.perf_counter() - started
+            log.info("ingest %s: ready in %.1f s (%.1fx realtime): %d frames sampled, %d survived DINO, %d kept, "
+                     "%d cached rows, %s decode", video_id[:12], took, encoded.duration_s / max(took, 1e-9),
+                     encoded.frames_sampled, encoded.frames_survived, encoded.frames_kept,
+                     encoded.features.shape[0] * encoded.features.shape[1], decoder.strategy)
+            self.metrics.encode_time.observe(took)
             self.metrics.video_seconds.inc(encoded.duration_s)
             self.metrics.frames_kept.inc(encoded.frames_kept)
             self.metrics.videos_encoded.labels("ready").inc()
@@ -239,9 +254,12 @@ class JobRunner:
         return encoded
 
     async def _keep_alive(self, video_id: str, status: dict, job: Job, duration: float) -> None:
-        last_renew = time.monotonic()
+        last_renew = last_log = time.monotonic()
         while True:
             await asyncio.sleep(PROGRESS_INTERVAL_S)
+            if time.monotonic() - last_log >= LOG_INTERVAL_S:
+                last_log = time.monotonic()
+                log_progress(video_id, job.progress, duration)
             try:
                 if time.monotonic() - last_renew > self.settings.lease_s / 3:
                     if not await self.store.renew_lease(video_id, self.owner, self.settings.lease_s):

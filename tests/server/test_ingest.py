@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -55,6 +57,28 @@ def test_upload_then_ready_then_cache_hit(app_server: ServerThread, fresh_video:
     again = upload(app_server, fresh_video.read_bytes())
     assert again.status_code == 200 and again.json()["status"] == "ready"
     assert frames_decoded(app_server) == decoded  # no decoding on a cache hit
+
+
+def test_an_ingest_says_what_it_does_in_the_log(app_server: ServerThread, video_dir: Path,
+                                                caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    import server.jobs
+
+    monkeypatch.setattr(server.jobs, "LOG_INTERVAL_S", 0.0)  # a progress line at every tick
+    caplog.set_level("INFO", logger="longvu.jobs")
+    engine = app_server.services.engine
+    video = write_video(video_dir / "logged.mp4", seconds=5, fps=2, seed=17)
+    release = threading.Event()
+    holder = threading.Thread(target=engine.run_on_device, args=(release.wait,))
+    holder.start()
+    time.sleep(0.2)
+    video_id = upload(app_server, video.read_bytes()).json()["id"]
+    time.sleep(0.8)  # a progress tick while the job waits for the device
+    release.set()
+    assert app_server.wait_ready(video_id)["status"] == "ready"
+    lines = [r.getMessage() for r in caplog.records if r.name == "longvu.jobs" and video_id[:12] in r.getMessage()]
+    assert "started, 5 s of 64x48" in lines[0]
+    assert any("of 5 s of video done" in line and "realtime" in line for line in lines[1:-1])
+    assert "ready in" in lines[-1] and "5 frames sampled" in lines[-1] and "720 cached rows" in lines[-1]
 
 
 def test_ten_concurrent_identical_uploads_are_processed_once(app_server: ServerThread, video_dir: Path) -> None:
