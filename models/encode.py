@@ -32,7 +32,15 @@ T = TypeVar("T")
 DeviceStep = Callable[[Callable[[], T]], T]
 
 MAX_FRAMES = 400  # the reference's cap on frames surviving DINO pruning
-FRAMES_PER_BATCH = 4 * WINDOW
+FRAMES_PER_BATCH = 4 * WINDOW  # at most; fewer for large pictures
+BATCH_BYTES = 512 << 20  # RGB frames of one batch, whatever the resolution (at least one window)
+
+
+def frames_per_batch(frame_bytes: int, budget: int = BATCH_BYTES) -> int:
+    """Whole DINO windows (so batches are the video's windows), as many as the byte budget
+    holds, one at the least and FRAMES_PER_BATCH at the most."""
+    windows = max(1, budget // max(1, frame_bytes) // WINDOW)
+    return min(FRAMES_PER_BATCH, windows * WINDOW)
 
 
 class EmptyVideoError(ValueError):
@@ -174,12 +182,14 @@ def encode_video(
         held.add(features, [batch[i] for i in rows], [keep[i] for i in rows])
 
     batch: list[Frame] = []
+    batch_size = FRAMES_PER_BATCH
     for frame in frames:
         if not width:
             height, width = frame.rgb.shape[:2]
+            batch_size = frames_per_batch(frame.rgb.nbytes)
         batch.append(frame)
         last_pts = frame.pts_s
-        if len(batch) == FRAMES_PER_BATCH:
+        if len(batch) == batch_size:
             run_batch(batch)
             batch = []
             if progress:

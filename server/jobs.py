@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from models.encode import DeviceStep, encode_video
+from models.encode import BATCH_BYTES, DeviceStep, encode_video
 from models.encoded import EncodedVideo
 from models.frames import Frame
 from models.model import LongVU
@@ -26,6 +26,7 @@ from server.errors import ApiError, CacheUnavailable
 from server.ingest.decode import Decoder
 from server.ingest.intake import Received
 from server.ingest.probe import VideoInfo
+from server.ingest.read_ahead import read_ahead
 from server.metrics import Metrics
 from server.settings import Settings
 
@@ -34,6 +35,7 @@ T = TypeVar("T")
 STALE = "the ingest job stopped without finishing; send the video again"
 PROGRESS_INTERVAL_S = 0.5
 LOG_INTERVAL_S = 10.0  # a progress line in the server log for long ingests
+READ_AHEAD_BYTES = BATCH_BYTES  # decoded frames waiting for the towers: about one batch
 
 
 def ready_status(video_id: str, encoded: EncodedVideo, size: int, strategy: str, created: float) -> dict:
@@ -246,7 +248,8 @@ class JobRunner:
             return self.device_step(work)
 
         encoded = encode_video(
-            self.model, timed(), size_quirk=self.settings.size_quirk, duration_s=info.duration_s or None,
+            self.model, read_ahead(timed(), READ_AHEAD_BYTES), size_quirk=self.settings.size_quirk,
+            duration_s=info.duration_s or None,
             progress=lambda pts, encoded, survived: progress.update(pts=pts, encoded=encoded, survived=survived),
             device_step=device_step,
         )

@@ -1,0 +1,61 @@
+"""Decoding ahead of the towers: a thread of its own pulls frames from the decoder while the
+device works on the batch before, up to a byte budget of frames waiting. So the device waits
+on the CPU only when decoding truly cannot keep up, and memory stays bounded whatever the
+resolution."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+
+from models.frames import Frame
+
+_DONE = object()
+
+
+def read_ahead(frames: Iterator[Frame], max_bytes: int) -> Iterator[Frame]:
+    first = next(frames, None)
+    if first is None:
+        return
+    waiting: queue.Queue = queue.Queue(maxsize=max(1, max_bytes // max(1, first.rgb.nbytes)))
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for frame in frames:
+                while not stop.is_set():
+                    try:
+                        waiting.put(frame, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            item: object = _DONE
+        except BaseException as exc:  # handed to the consumer, raised there
+            item = exc
+        while not stop.is_set():
+            try:
+                waiting.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    thread = threading.Thread(target=produce, name="longvu-read-ahead", daemon=True)
+    thread.start()
+    try:
+        yield first
+        while True:
+            item = waiting.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(30)
+        close = getattr(frames, "close", None)
+        if close is not None and not thread.is_alive():
+            close()
