@@ -21,26 +21,24 @@ def read_ahead(frames: Iterator[Frame], max_bytes: int) -> Iterator[Frame]:
     waiting: queue.Queue = queue.Queue(maxsize=max(1, max_bytes // max(1, first.rgb.nbytes)))
     stop = threading.Event()
 
-    def produce() -> None:
-        try:
-            for frame in frames:
-                while not stop.is_set():
-                    try:
-                        waiting.put(frame, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            item: object = _DONE
-        except BaseException as exc:  # handed to the consumer, raised there
-            item = exc
+    def put(item: object) -> bool:
+        """Wait for room, unless the consumer has gone; False then."""
         while not stop.is_set():
             try:
                 waiting.put(item, timeout=0.1)
-                return
+                return True
             except queue.Full:
                 continue
+        return False
+
+    def produce() -> None:
+        try:
+            for frame in frames:
+                if not put(frame):
+                    return
+            put(_DONE)
+        except BaseException as exc:  # handed to the consumer, raised there
+            put(exc)
 
     thread = threading.Thread(target=produce, name="longvu-read-ahead", daemon=True)
     thread.start()
