@@ -9,16 +9,20 @@ import queue
 import threading
 from collections.abc import Iterator
 
+from models.encode import frames_per_batch
 from models.frames import Frame
 
 _DONE = object()
 
 
 def read_ahead(frames: Iterator[Frame], max_bytes: int) -> Iterator[Frame]:
+    """Frames decoded ahead: at most one batch of the towers (`frames_per_batch`), and at
+    most `max_bytes` of them."""
     first = next(frames, None)
     if first is None:
         return
-    waiting: queue.Queue = queue.Queue(maxsize=max(1, max_bytes // max(1, first.rgb.nbytes)))
+    ahead = min(frames_per_batch(first.rgb.nbytes), max_bytes // max(1, first.rgb.nbytes))
+    waiting: queue.Queue = queue.Queue(maxsize=max(1, ahead))
     stop = threading.Event()
 
     def put(item: object) -> bool:
