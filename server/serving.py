@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
@@ -129,6 +130,12 @@ def start_ask(svc: Services, encoded: EncodedVideo, question: str | Conversation
     return ask
 
 
+def engine_error(payload: dict) -> ApiError:
+    """An engine `error` event as the API error it is: 503 when the engine is gone."""
+    status = 503 if payload["code"] in ("worker_dead", "shutting_down") else 500
+    return ApiError(status, payload["code"], payload["message"])
+
+
 async def cancel_on_disconnect(request: Request, ask: Ask) -> None:
     """A client that leaves stops its answer (the body is read already, so the next
     message is the disconnect)."""
@@ -137,17 +144,24 @@ async def cancel_on_disconnect(request: Request, ask: Ask) -> None:
     ask.cancel()
 
 
-async def whole_answer(ask: Ask, request: Request) -> Answer:
-    """The answer of a non-streamed request; stops generating if the client leaves."""
+@asynccontextmanager
+async def until_disconnect(request: Request, ask: Ask) -> AsyncIterator[None]:
+    """While a non-streamed answer is gathered: the client leaving cancels it; leaving the
+    block, for any reason, does too."""
     watcher = asyncio.create_task(cancel_on_disconnect(request, ask))
     try:
+        yield
+    finally:
+        watcher.cancel()
+        ask.cancel()
+
+
+async def whole_answer(ask: Ask, request: Request) -> Answer:
+    """The answer of a non-streamed request; stops generating if the client leaves."""
+    async with until_disconnect(request, ask):
         kind, payload = await ask.events.get()
         while kind == "token":
             kind, payload = await ask.events.get()
         if kind == "error":
-            status = 503 if payload["code"] in ("worker_dead", "shutting_down") else 500
-            raise ApiError(status, payload["code"], payload["message"])
+            raise engine_error(payload)
         return payload
-    finally:
-        watcher.cancel()
-        ask.cancel()

@@ -4,7 +4,6 @@ become OpenAI's objects."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -40,12 +39,13 @@ from server.routes.videos import check_id
 from server.schemas import Answer
 from server.services import Services
 from server.serving import (
-    cancel_on_disconnect,
     check_prompt,
+    engine_error,
     ingest,
     load_encoded,
     start_ask,
     time_range,
+    until_disconnect,
     until_ready,
 )
 from server.settings import Settings
@@ -159,8 +159,7 @@ async def answer_text(ask: Ask, stops: StopText) -> AsyncIterator[str | Ending]:
                 total_tokens=usage.prompt_tokens + usage.completion_tokens))
             return
         else:
-            status = 503 if payload["code"] in ("worker_dead", "shutting_down") else 500
-            raise ApiError(status, payload["code"], payload["message"])
+            raise engine_error(payload)
 
 
 async def create_chat_completion(svc: Services, body: ChatCompletionRequest, request: Request):  # type: ignore[no-untyped-def]
@@ -184,17 +183,13 @@ async def create_chat_completion(svc: Services, body: ChatCompletionRequest, req
         async for _ in until_ready(svc, video_id, svc.settings.chat_ingest_wait_s):
             pass
         ask = await begin()
-        watcher = asyncio.create_task(cancel_on_disconnect(request, ask))
-        try:
-            text, ending = [], None
+        text, ending = [], None
+        async with until_disconnect(request, ask):
             async for item in answer_text(ask, StopText(body.stops)):
                 if isinstance(item, Ending):
                     ending = item
                 else:
                     text.append(item)
-        finally:
-            watcher.cancel()
-            ask.cancel()
         assert ending is not None
         return ChatCompletion(model=name, usage=ending.usage, choices=[Choice(
             message=AssistantMessage(content="".join(text)), finish_reason=ending.finish_reason)])
