@@ -60,6 +60,23 @@ def spooled_bytes(tmp_dir: Path | None) -> int:
     return total
 
 
+async def batched(chunks: AsyncIterator[bytes], used: Callable[[], int], limit: int,
+                  envelope: int = 0) -> AsyncIterator[bytes]:
+    """Chunks gathered into blocks of at least BATCH bytes (the last may be smaller), for a
+    worker thread to handle; too large as soon as `used()` and what is gathered pass
+    `limit` (plus `envelope`, the bytes around the video a body may carry)."""
+    buffer = bytearray()
+    async for chunk in chunks:
+        buffer += chunk
+        if used() + len(buffer) > limit + envelope:
+            raise too_large(limit)
+        if len(buffer) >= BATCH:
+            yield bytes(buffer)
+            buffer.clear()
+    if buffer:
+        yield bytes(buffer)
+
+
 class Sink:
     """A temporary file that hashes and counts what is written to it, within the size
     limit of one video and the spool budget of all uploads on disk."""
@@ -93,16 +110,8 @@ class Sink:
 
     async def write_stream(self, chunks: AsyncIterator[bytes]) -> None:
         """Gathers chunks on the event loop, writes them from a worker thread."""
-        buffer = bytearray()
-        async for chunk in chunks:
-            buffer += chunk
-            if self.size + len(buffer) > self.limit:
-                raise too_large(self.limit)
-            if len(buffer) >= BATCH:
-                await run_in_threadpool(self.write, bytes(buffer))
-                buffer.clear()
-        if buffer:
-            await run_in_threadpool(self.write, bytes(buffer))
+        async for block in batched(chunks, lambda: self.size, self.limit):
+            await run_in_threadpool(self.write, block)
 
     def finish(self) -> Received:
         try:
@@ -175,15 +184,8 @@ async def receive_upload(request: Request, settings: Settings) -> Received:
             raise failure[0]
 
     try:
-        buffer = bytearray()
-        async for chunk in request.stream():
-            buffer += chunk
-            if sink.size + len(buffer) > settings.max_upload_bytes + 64 * 1024:
-                raise too_large(settings.max_upload_bytes)
-            if len(buffer) >= BATCH:
-                await parse(bytes(buffer))
-                buffer.clear()
-        await parse(bytes(buffer))
+        async for block in batched(request.stream(), lambda: sink.size, settings.max_upload_bytes, 64 * 1024):
+            await parse(block)
         parser.finalize()
     except ApiError:
         sink.discard()
