@@ -88,12 +88,13 @@ def bicubic_weights(in_size: int, out_size: int) -> np.ndarray:
     scale = in_size / out_size
     filterscale = max(scale, 1.0)
     support = 2.0 * filterscale
+    ss = 1.0 / filterscale  # Pillow multiplies by the inverse: the same rounding as it
     weights = np.zeros((out_size, in_size), dtype=np.float64)
     for xx in range(out_size):
         center = (xx + 0.5) * scale
         xmin = max(int(center - support + 0.5), 0)
         xmax = min(int(center + support + 0.5), in_size) - xmin
-        taps = [_bicubic((x + xmin - center + 0.5) / filterscale) for x in range(xmax)]
+        taps = [_bicubic((x + xmin - center + 0.5) * ss) for x in range(xmax)]
         total = sum(taps)
         for x, w in enumerate(taps):
             w = w / total if total != 0.0 else w
