@@ -59,14 +59,8 @@ def released_shapes(tiny: LongVU, device: torch.device, dtype: torch.dtype) -> L
 
 
 def hour_of_video(model: LongVU) -> EncodedVideo:
-    frames = 400
-    gen = torch.Generator().manual_seed(0)
-    return EncodedVideo(
-        features=torch.randn(frames, model.config.query_num_list[0], model.config.vision_hidden_size, generator=gen),
-        frame_indices=torch.arange(0, 3600, 9), timestamps=torch.arange(0, 3600, 9, dtype=torch.float64),
-        dino_keep=torch.ones(frames, dtype=torch.bool), pruned=True, frames_sampled=3600, frames_survived=2000,
-        width=1280, height=720, duration_s=3600.0, size_quirk=True,
-    )
+    """400 frames kept of an hour, as pruning and the cap leave it."""
+    return EncodedVideo.made_up(400, model.config.query_num_list[0], model.config.vision_hidden_size, every_s=9.0)
 
 
 async def ask_many(engine: Engine, metrics: Metrics, encoded: EncodedVideo, n: int, tokens: int) -> dict:

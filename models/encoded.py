@@ -41,6 +41,18 @@ class EncodedVideo:
     def frames_kept(self) -> int:
         return int(self.features.shape[0]) if self.pruned else self.frames_sampled
 
+    @classmethod
+    def made_up(cls, frames: int, rows: int, channels: int, every_s: float = 1.0) -> "EncodedVideo":
+        """A stand-in video for warm-ups and benchmarks: random SVA rows for `frames` kept
+        frames of 1280x720, `every_s` seconds apart."""
+        gen = torch.Generator().manual_seed(0)
+        times = torch.arange(frames, dtype=torch.float64) * every_s
+        return cls(
+            features=torch.randn(frames, rows, channels, generator=gen), frame_indices=torch.arange(frames),
+            timestamps=times, dino_keep=torch.ones(frames, dtype=torch.bool), pruned=True, frames_sampled=frames,
+            frames_survived=frames, width=1280, height=720, duration_s=frames * every_s, size_quirk=True,
+        )
+
     def between(self, start_s: float, end_s: float) -> "EncodedVideo":
         """The frames held whose time lies in [start_s, end_s], as a video of their own:
         a question about that part of the video needs no decoding and no encoding."""

@@ -92,7 +92,7 @@ class Engine:
         return future.result()
 
     def warm_up(self) -> None:
-        """A dummy prefill and decode, so that the first question pays no start-up costs."""
+        """A question's path once, so that the first real one pays no start-up costs."""
         self.run_on_device(self._warm_up)
 
     def stop(self) -> None:
@@ -218,12 +218,7 @@ class Engine:
         started = time.perf_counter()
         cfg = self.model.config
         frames = cfg.tokenizer_model_max_length // cfg.lowres_token**2 + 2
-        features = torch.randn(frames, cfg.query_num_list[0], cfg.vision_hidden_size,
-                               generator=torch.Generator().manual_seed(0))
-        video = EncodedVideo(features=features, frame_indices=torch.arange(frames),
-                             timestamps=torch.arange(frames, dtype=torch.float64),
-                             dino_keep=torch.ones(frames, dtype=torch.bool), pruned=True, frames_sampled=frames,
-                             frames_survived=frames, width=1280, height=720, duration_s=float(frames), size_quirk=True)
+        video = EncodedVideo.made_up(frames, cfg.query_num_list[0], cfg.vision_hidden_size)
         built = build_inputs(self.model, video, "warm up")
         seq = Sequence(built.inputs_embeds[0], SamplingParams(max_new_tokens=4), frozenset())
         self.batch.start(seq)
