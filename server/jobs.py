@@ -195,7 +195,7 @@ class JobRunner:
             log.info("ingest %s: ready in %.1f s (%.1fx realtime): %d frames sampled, %d survived DINO, %d kept, "
                      "%d cached rows, %s decode", video_id[:12], took, encoded.duration_s / max(took, 1e-9),
                      encoded.frames_sampled, encoded.frames_survived, encoded.frames_kept,
-                     encoded.features.shape[0] * encoded.features.shape[1], decoder.strategy)
+                     ready["tokens_cached"], decoder.strategy)
             self.metrics.encode_time.observe(took)
             self.metrics.video_seconds.inc(encoded.duration_s)
             self.metrics.frames_kept.inc(encoded.frames_kept)
