@@ -8,28 +8,35 @@ only as far as its last sampled frame, and only sampled frames are converted to 
 Non-reference H.264 pictures that are not sampled are never handed to the decoder
 (nothing is predicted from them). With dense keyframes that decodes about one frame per
 second; with sparse ones runs of GOPs are decoded in parallel threads, each with its own
-demuxer. When one worker would decode nearly every GOP anyway, one sequential pass is used.
+demuxer, opened once and reused from run to run (FFmpeg's decoding and colour conversion
+release the GIL, so workers scale with cores). A run's frames wait for the consumer in a
+channel bounded in bytes, so memory stays bounded whatever the GOP length and resolution.
+When one worker would decode nearly every GOP anyway, one sequential pass is used.
 """
 
 from __future__ import annotations
 
 import bisect
+import queue
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 
 from models.frames import Frame, FrameSampler, SamplingMode
 from server.errors import ApiError
+from server.ingest.channel import Channel
 from server.ingest.probe import VideoInfo, open_video
 
 TARGETS_PER_RUN = 24  # sampled frames a run gathers before a new one may start
 SEEK_COST_FRAMES = 8  # a seek costs about as much as decoding this many frames
+RUN_BYTES = 256 << 20  # decoded frames a run may hold ahead of the consumer
 
 
 class DecodeError(Exception):
@@ -121,19 +128,47 @@ def is_disposable_h264(data: memoryview, length_size: int) -> bool:
     return False
 
 
-def pictures(path: Path, info: VideoInfo, run: Run, threads: int, deadline: float) -> Iterator[tuple[int, np.ndarray]]:
-    """The run's sampled frames, decoding from its keyframe only what they depend on:
-    non-reference H.264 pictures that are not sampled are never handed to the decoder."""
-    want = set(run.targets)
-    last = run.targets[-1]
-    with open_video(path, info.container) as container:
+class Demuxer:
+    """One open file and its decoder, reused run after run: opening a long MP4 parses its
+    sample tables again (8 ms for an hour of 30 fps), which costs more than the run's decoding."""
+
+    def __init__(self, path: Path, info: VideoInfo, threads: int) -> None:
+        self.path, self.info, self.threads = path, info, threads
+        self.container: av.container.InputContainer | None = None
+        self.used = False
+        # Colour conversion on this thread: a fresh converter per frame would start a pool of
+        # threads per frame, and the workers are the parallelism.
+        self.to_rgb = av.video.reformatter.VideoReformatter()
+
+    def _open(self) -> av.container.InputContainer:
+        if self.container is None:
+            self.container = open_video(self.path, self.info.container)
+            stream = self.container.streams.video[0]
+            stream.thread_count = self.threads
+            if self.threads > 1:
+                stream.thread_type = "AUTO"
+            self.used = False
+        return self.container
+
+    def close(self) -> None:
+        if self.container is not None:
+            self.container.close()
+            self.container = None
+
+    def pictures(self, run: Run, deadline: float) -> Iterator[tuple[int, np.ndarray]]:
+        """The run's sampled frames, decoding from its keyframe only what they depend on:
+        non-reference H.264 pictures that are not sampled are never handed to the decoder."""
+        if run.start is None and self.used:
+            self.close()  # back to the very first frame: a fresh open, not a seek
+        container = self._open()
         stream = container.streams.video[0]
-        if threads > 1:
-            stream.thread_count = threads
         codec = stream.codec_context
-        length_size = h264_length_size(codec.extradata) if info.codec == "h264" else None
+        length_size = h264_length_size(codec.extradata) if self.info.codec == "h264" else None
         if run.start is not None:
             container.seek(run.start, stream=stream, backward=True, any_frame=False)
+        self.used = True
+        want = set(run.targets)
+        last = run.targets[-1]
         for packet in container.demux(stream):
             if time.monotonic() > deadline:
                 raise ApiError(422, "decode_timeout", "decoding took longer than the limit")
@@ -143,13 +178,13 @@ def pictures(path: Path, info: VideoInfo, run: Run, threads: int, deadline: floa
             for frame in codec.decode(packet if packet.size else None):
                 if frame.pts in want:
                     want.discard(frame.pts)
-                    yield frame.pts, frame.to_ndarray(format="rgb24")
+                    yield frame.pts, self.to_rgb.reformat(frame, format="rgb24", threads=1).to_ndarray()
                     if not want:
                         return
                 elif frame.pts is not None and frame.pts > last:
                     raise DecodeError(f"{len(want)} sampled frames did not come out of their run")
-    if want:
-        raise DecodeError(f"{len(want)} sampled frames did not come out of their run")
+        if want:
+            raise DecodeError(f"{len(want)} sampled frames did not come out of their run")
 
 
 def decode_plain(path: Path, info: VideoInfo, targets: set[int], after: int | None,
@@ -206,25 +241,49 @@ class Decoder:
                     yield Frame(index=emitted, pts_s=float(pts * index.time_base), rgb=rgb)
                     emitted += 1
 
-    def _collect(self, run: Run, deadline: float) -> list[tuple[int, np.ndarray]]:
-        with self.slots:
-            return list(pictures(self.path, self.info, run, 1, deadline))
-
     def _in_order(self, runs: list[Run], deadline: float) -> Iterator[tuple[int, np.ndarray]]:
         if len(runs) == 1 or self.workers == 1:
-            for run in runs:
-                with self.slots:
-                    yield from pictures(self.path, self.info, run, self.workers, deadline)
-            return
-        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="longvu-decode") as pool:
-            pending: list[Future] = []
+            demuxer = Demuxer(self.path, self.info, self.workers)
             try:
                 for run in runs:
-                    pending.append(pool.submit(self._collect, run, deadline))
-                    if len(pending) > self.workers:
-                        yield from pending.pop(0).result()
-                while pending:
-                    yield from pending.pop(0).result()
+                    with self.slots:
+                        yield from demuxer.pictures(run, deadline)
             finally:
-                for future in pending:
-                    future.cancel()
+                demuxer.close()
+            return
+        # A demuxer per worker, each taken for a run and handed back after it. Each run's
+        # frames wait in a channel of their own, bounded in bytes whatever the GOP length.
+        idle: queue.SimpleQueue[Demuxer] = queue.SimpleQueue()
+        demuxers = [Demuxer(self.path, self.info, 1) for _ in range(self.workers)]
+        for demuxer in demuxers:
+            idle.put(demuxer)
+        per_run = RUN_BYTES // max(1, self.info.width * self.info.height * 3)
+
+        def collect(run: Run, out: Channel) -> None:
+            if out.closed.is_set():  # the consumer left before this run started
+                return
+            demuxer = idle.get()
+            try:
+                with self.slots:
+                    out.fill(demuxer.pictures(run, deadline))
+            finally:
+                idle.put(demuxer)
+
+        pending: list[Channel] = []
+        try:
+            with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="longvu-decode") as pool:
+                try:
+                    for run in runs:
+                        pending.append(Channel(per_run))
+                        pool.submit(collect, run, pending[-1])
+                        if len(pending) > self.workers:
+                            yield from pending.pop(0).drain()
+                    while pending:
+                        yield from pending.pop(0).drain()
+                finally:
+                    for channel in pending:
+                        channel.close()
+        finally:
+            for demuxer in demuxers:
+                demuxer.close()
+

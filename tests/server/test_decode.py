@@ -1,6 +1,7 @@
 """The fast decoder gives exactly the frames of the plain sequential sampler."""
 
 import threading
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -80,3 +81,57 @@ def test_disposable_h264_packets_are_recognised() -> None:
     assert not is_disposable_h264(memoryview(idr), 4)
     assert h264_length_size(bytes([1, 0x64, 0, 0x1F, 0xFF])) == 4
     assert h264_length_size(b"\x00\x00\x00\x01") is None  # Annex B: nothing is skipped
+
+
+def test_each_worker_opens_the_file_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from server.ingest import decode
+
+    video = write_gop_video(tmp_path / "dense.mp4", 30, Fraction(25), 25, 0)
+    info = probe(video, Settings())
+    opens: list[Path] = []
+
+    def counted(path: Path, container: str):  # type: ignore[no-untyped-def]
+        opens.append(path)
+        return decode_open(path, container)
+
+    decode_open = decode.open_video
+    monkeypatch.setattr(decode, "open_video", counted)
+    frames = list(Decoder(video, info, threading.BoundedSemaphore(2), 2, 60, 100).frames())
+    assert len(frames) == 30
+    assert len(opens) == 1 + 2  # the packet index, then one demuxer per worker for 30 runs
+
+
+def test_parallel_runs_hold_a_bounded_number_of_frames(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Long GOPs make long runs; a run's frames wait in a channel bounded in bytes, not in a list."""
+    from server.ingest import decode
+
+    video = write_gop_video(tmp_path / "long_gop.mp4", 40, Fraction(25), 250, 0)
+    info = probe(video, Settings())
+    monkeypatch.setattr(decode, "RUN_BYTES", info.width * info.height * 3)  # one frame per run's channel
+    produced = 0
+    pictures = decode.Demuxer.pictures
+
+    def counting(self, run, deadline):  # type: ignore[no-untyped-def]
+        nonlocal produced
+        for item in pictures(self, run, deadline):
+            produced += 1
+            yield item
+
+    monkeypatch.setattr(decode.Demuxer, "pictures", counting)
+    decoder = Decoder(video, info, threading.BoundedSemaphore(2), 2, 60, 100)
+    ahead, consumed = 0, 0
+    for _ in decoder.frames():
+        consumed += 1
+        time.sleep(0.02)  # a slow consumer: the workers fill whatever room they have
+        ahead = max(ahead, produced - consumed)
+    assert decoder.strategy == "parallel" and consumed == 40
+    assert ahead <= 2 * 2  # per worker: one frame in its channel, one waiting to go in
+
+
+def test_a_consumer_that_leaves_stops_the_workers(tmp_path: Path) -> None:
+    video = write_gop_video(tmp_path / "long_gop.mp4", 40, Fraction(25), 250, 0)
+    info = probe(video, Settings())
+    frames = Decoder(video, info, threading.BoundedSemaphore(2), 2, 60, 100).frames()
+    next(frames)
+    frames.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("longvu-decode")]
