@@ -1,21 +1,19 @@
 """Per-question stage: budget, cross-modal query, STC, prompt, embeddings (SPEC steps 6-9).
 
-Two prompt lengths appear, as in the reference (`prepare_inputs_labels_for_multimodal`):
-the pruning and regime decisions count the prompt's ids with the video placeholder,
-the token budget counts the text tokens alone.
+The numbers (which frames, which regime, how many tokens) come from `models.arithmetic`;
+this module turns them into the LLM's input embeddings.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from kernels.stc import CHUNK, stc
-from models.connector import unpad_extent
-from models.encode import cap_indices, prune_threshold, unpad_size
+from models import arithmetic
+from models.arithmetic import Regime, cap_indices, unpad_extent
 from models.encoded import EncodedVideo
 from models.model import LongVU
 from models.prompt import IMAGE_TOKEN_INDEX, Conversation, prompt_ids
@@ -31,7 +29,7 @@ class BuiltInputs:
     inputs_embeds: torch.Tensor  # [1, L, H] what the LLM receives
     frame_indices: torch.Tensor  # [F] sampled-frame indices of the frames used
     timestamps: torch.Tensor  # [F] their presentation times, seconds
-    regime: str  # SPEC step 6: "high" | "query" | "stc"
+    regime: Regime
     stc_applied: bool
     visual_tokens_before: int  # at the regime's resolution, before the query / STC
     visual_tokens_after: int
@@ -92,9 +90,9 @@ def compress(frames: torch.Tensor, budget: int, threshold: float) -> torch.Tenso
     """STC (SPEC step 8) then the reference's even cut of every chunk to the budget."""
     keep, kept = stc(frames, threshold, CHUNK)
     per_chunk = [int(chunk.sum()) for chunk in keep.sum(dim=1).split(CHUNK)]
-    if kept.shape[0] > budget:
-        force = math.ceil((kept.shape[0] - budget) / len(per_chunk))
-        kept = torch.cat([piece[:-force] for piece in kept.split(per_chunk)])
+    cut = arithmetic.stc_cut(kept.shape[0], budget, len(per_chunk))
+    if cut:
+        kept = torch.cat([piece[:-cut] for piece in kept.split(per_chunk)])
     return kept[:budget]
 
 
@@ -103,25 +101,20 @@ def build_inputs(model: LongVU, encoded: EncodedVideo, question: str | Conversat
     cfg = model.config
     ids = prompt_ids(model.tokenizer, cfg, question)
     image_at = ids.index(IMAGE_TOKEN_INDEX)
-    max_len, reserve = cfg.tokenizer_model_max_length, cfg.inference_max_length
-    budget = max_len - reserve - (len(ids) - 1)
-    if budget < 1:
+    if not arithmetic.leaves_room(cfg, len(ids)):
         raise PromptTooLongError(f"the question leaves no room for the video ({len(ids)} prompt tokens)")
 
+    budget = arithmetic.token_budget(cfg, len(ids))
     features, frame_indices, timestamps = encoded.features, encoded.frame_indices, encoded.timestamps
-    if not encoded.pruned and encoded.frames_sampled >= prune_threshold(model, len(ids)):
+    if not encoded.pruned and encoded.frames_sampled >= arithmetic.prune_from(cfg, len(ids)):
         keep = torch.nonzero(encoded.dino_keep).flatten()
         keep = keep[cap_indices(keep.numel())]  # the 400-frame cap, as when pruned at encode time
         features, frame_indices, timestamps = features[keep], frame_indices[keep], timestamps[keep]
     features = features.to(model.device, model.dtype)
     n = features.shape[0]
+    regime = arithmetic.regime(cfg, n, len(ids))
 
-    room = max_len - len(ids) - reserve
-    high_only = n < max(1, room // cfg.image_token_len)
-    stc_regime = n > max(1, room // cfg.lowres_token**2)
-    query_regime = cfg.highres and cfg.image_token_len > cfg.lowres_token**2 and not (high_only or stc_regime)
-
-    size = unpad_size(encoded.width, encoded.height, encoded.size_quirk)
+    size = arithmetic.unpad_size(encoded.width, encoded.height, encoded.size_quirk)
     side = cfg.query_side
     hi = frame_tokens(model, features, side, size)
     text_ids = torch.tensor([i for i in ids if i != IMAGE_TOKEN_INDEX], device=model.device)
@@ -129,15 +122,13 @@ def build_inputs(model: LongVU, encoded: EncodedVideo, question: str | Conversat
     text_before, text_after = text[:image_at], text[image_at:]
 
     frames, highres_frames, mixed = hi, n, False
-    if query_regime:
-        shrink = side / cfg.lowres_token
-        low_size = (int(size[0] / shrink), int(size[1] / shrink))
+    if regime == "query":
+        low_size = arithmetic.lowres_size(size, side, cfg.lowres_token)
         lo = frame_tokens(model, lowres(features, side, cfg.lowres_token), cfg.lowres_token, low_size)
         frames, highres_frames = lo, 0
-        room_left = budget - lo.shape[0] * lo.shape[1]
-        step = hi.shape[1] - lo.shape[1]
-        if room_left > 0 and step > 0 and room_left // step >= 1:
-            visual, highres_frames = query_select(hi, lo, text_after, room_left // step)
+        k = arithmetic.query_k(budget, n, lo.shape[1], hi.shape[1])
+        if k >= 1:
+            visual, highres_frames = query_select(hi, lo, text_after, k)
             mixed = True
     before = frames.shape[0] * frames.shape[1]
     stc_applied = not mixed and before > budget
@@ -146,13 +137,13 @@ def build_inputs(model: LongVU, encoded: EncodedVideo, question: str | Conversat
     elif not mixed:
         visual = frames.flatten(0, 1)
 
-    embeds = torch.cat([text_before, visual.to(text.dtype), text_after])[:max_len]
+    embeds = torch.cat([text_before, visual.to(text.dtype), text_after])[: cfg.tokenizer_model_max_length]
     return BuiltInputs(
         input_ids=torch.tensor(ids, dtype=torch.int64),
         inputs_embeds=embeds.unsqueeze(0),
         frame_indices=frame_indices,
         timestamps=timestamps,
-        regime="query" if query_regime else ("stc" if stc_regime else "high"),
+        regime=regime,
         stc_applied=stc_applied,
         visual_tokens_before=before,
         visual_tokens_after=int(visual.shape[0]),

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.arithmetic import unpad_extent
 from models.config import LongVUConfig
 
 SVA_HEADS = 16  # hard-coded in the reference's VisionCrossAttentionLayer
@@ -110,42 +111,6 @@ def _tower_projector(in_dim: int, dim: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(in_dim, dim), nn.GELU(), nn.Linear(dim, dim), nn.LayerNorm(dim))
 
 
-def unpad_extent(side_h: int, side_w: int, size: tuple[int, int]) -> tuple[slice, slice]:
-    """The rows and columns of a padded-square `side_h x side_w` map that hold picture.
-
-    `size` is read as (width, height), as the reference's `unpad_image` reads it.
-    """
-    orig_w, orig_h = size
-    if orig_w / orig_h > side_w / side_h:
-        new_h = int(orig_h * (side_w / orig_w))
-        pad = (side_h - new_h) // 2
-        return slice(pad, side_h - pad), slice(0, side_w)
-    new_w = int(orig_w * (side_h / orig_h))
-    pad = (side_w - new_w) // 2
-    return slice(0, side_h), slice(pad, side_w - pad)
-
-
-def sva_attention_mask(aux_side: int, query_side: int, size: tuple[int, int]) -> torch.Tensor:
-    """[query_side**2, r*r] mask of the tower tokens under each query (the reference's
-    `unmask_attention_mask` then rearrangement); queries with nothing to see see all."""
-    mask = torch.ones(aux_side, aux_side, dtype=torch.bool)
-    orig_w, orig_h = size
-    if orig_w / orig_h > 1.0:
-        pad = (aux_side - int(orig_h * (aux_side / orig_w))) // 2
-        if pad > 0:
-            mask[:pad, :] = False
-            mask[-pad:, :] = False
-    else:
-        pad = (aux_side - int(orig_w * (aux_side / orig_h))) // 2
-        if pad > 0:
-            mask[:, :pad] = False
-            mask[:, -pad:] = False
-    r = aux_side // query_side
-    mask = mask.view(query_side, r, query_side, r).permute(0, 2, 1, 3).reshape(query_side**2, r * r)
-    mask[mask.sum(-1) == 0] = True
-    return mask
-
-
 class Connector(nn.Module):
     def __init__(self, config: LongVUConfig, tower_hidden_sizes: tuple[int, int]) -> None:
         super().__init__()
@@ -183,6 +148,19 @@ class Connector(nn.Module):
         attn_mask = mask.to(siglip.device).repeat(b, len(towers))[:, None, None, :]
         out = self.vision_sampler_0(queries, context, latents, attn_mask)
         return out.view(b, nq, -1)
+
+    def attention_mask(self, size: tuple[int, int]) -> torch.Tensor:
+        """[query_side**2, r*r] mask of the tower tokens under each query: those of the
+        picture, not of the padding (the reference's `unmask_attention_mask`, `size` read as
+        (width, height)); a query with nothing under it sees its whole patch."""
+        aux, q = self.config.aux_side, self.config.query_side
+        picture = torch.zeros(aux, aux, dtype=torch.bool)
+        rows, cols = unpad_extent(aux, aux, size)
+        picture[rows, cols] = True
+        r = aux // q
+        mask = picture.view(q, r, q, r).permute(0, 2, 1, 3).reshape(q * q, r * r)
+        mask[mask.sum(-1) == 0] = True
+        return mask
 
     def project(self, features: torch.Tensor) -> torch.Tensor:
         return self.mm_projector(features)

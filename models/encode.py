@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from kernels.dino_prune import WINDOW, window_prune
-from models.connector import sva_attention_mask
+from models.arithmetic import always_prune_from, cap_indices, unpad_size
 from models.encoded import EncodedVideo
 from models.frames import Frame
 from models.model import LongVU
@@ -31,7 +31,6 @@ from models.preprocess import DINO, SIGLIP, TowerPreprocess
 T = TypeVar("T")
 DeviceStep = Callable[[Callable[[], T]], T]
 
-MAX_FRAMES = 400  # the reference's cap on frames surviving DINO pruning
 FRAMES_PER_BATCH = 4 * WINDOW  # at most; fewer for large pictures
 BATCH_BYTES = 512 << 20  # RGB frames of one batch, whatever the resolution (at least one window)
 
@@ -45,35 +44,6 @@ def frames_per_batch(frame_bytes: int, budget: int = BATCH_BYTES) -> int:
 
 class EmptyVideoError(ValueError):
     pass
-
-
-def tokens_per_frame_for_pruning(model: LongVU) -> int:
-    cfg = model.config
-    return cfg.lowres_token**2 if cfg.highres else cfg.image_token_len
-
-
-def prune_threshold(model: LongVU, text_len: int) -> int:
-    """Frame count from which DINO pruning applies for a prompt of `text_len` tokens."""
-    cfg = model.config
-    room = cfg.tokenizer_model_max_length - text_len - cfg.inference_max_length
-    return max(1, room // tokens_per_frame_for_pruning(model))
-
-
-def always_prune_from(model: LongVU) -> int:
-    return prune_threshold(model, text_len=1)
-
-
-def unpad_size(width: int, height: int, size_quirk: bool) -> tuple[int, int]:
-    """The (width, height) the reference's un-padding reads. It is handed the frame's
-    (height, width), so with the quirk a wide frame is treated as tall (SPEC step 10)."""
-    return (height, width) if size_quirk else (width, height)
-
-
-def cap_indices(n: int, cap: int = MAX_FRAMES) -> list[int]:
-    if n <= cap:
-        return list(range(n))
-    step = n / float(cap)
-    return [int(step * i) for i in range(cap)]
 
 
 class _Spool:
@@ -133,7 +103,7 @@ def encode_video(
     scheduler, so that questions interleave with a long ingest); by default, in place."""
     on_device: DeviceStep = device_step or (lambda work: work())
     cfg = model.config
-    prune_from = always_prune_from(model)
+    prune_from = always_prune_from(cfg)
     held = _Spool()
     sampled = 0
     survived = 0
@@ -171,7 +141,7 @@ def encode_video(
             return
         siglip_pixels = pixels(SIGLIP, [rgbs[i] for i in rows])
         if mask is None:
-            mask = sva_attention_mask(cfg.aux_side, cfg.query_side, unpad_size(width, height, size_quirk))
+            mask = model.connector.attention_mask(unpad_size(width, height, size_quirk))
 
         @torch.inference_mode()
         def siglip_and_fuse() -> torch.Tensor:

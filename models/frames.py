@@ -1,26 +1,20 @@
-"""One-frame-per-second sampling (SPEC section 1, step 1) with PyAV.
-
-Two rules, chosen by `LONGVU_SAMPLING`:
-- `exact` (default): the first frame at or after each whole second of presentation time.
-  When a stream has a gap longer than a second, the seconds inside the gap take no frame
-  (a frame is never sampled twice).
-- `reference`: every round(fps)-th frame by index, fps the stream's average rate, as the
-  reference code samples with decord; for reproducing published scores. On a 29.97 fps
-  video it drifts by 0.1% (3.6 s an hour) from the clock.
-Only sampled frames are converted to RGB; the rest are decoded and dropped.
+"""One-frame-per-second sampling (SPEC section 1, step 1) with PyAV, by the rule of
+`models.arithmetic.FrameSampler` that `LONGVU_SAMPLING` picks: `exact` (default), or
+`reference` for reproducing published scores (on a 29.97 fps video it drifts by 0.1%,
+3.6 s an hour, from the clock). Only sampled frames are converted to RGB.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal
 
 import av
 import numpy as np
+
+from models.arithmetic import FrameSampler, SamplingMode
 
 
 @dataclass(frozen=True)
@@ -34,26 +28,6 @@ def frame_time(frame: av.VideoFrame, time_base: Fraction) -> Fraction | None:
     if frame.pts is None:
         return None
     return frame.pts * time_base
-
-
-SamplingMode = Literal["exact", "reference"]
-
-
-class FrameSampler:
-    """Decides, frame by frame in presentation order, which frames are sampled."""
-
-    def __init__(self, mode: SamplingMode, fps: float) -> None:
-        self.mode, self.step = mode, max(1, round(fps))
-        self.seen, self.next_second = 0, 0
-
-    def take(self, t: Fraction | None) -> bool:
-        index, self.seen = self.seen, self.seen + 1
-        if self.mode == "reference":
-            return index % self.step == 0
-        if t is None or t < self.next_second:
-            return False
-        self.next_second = math.floor(t) + 1
-        return True
 
 
 def average_fps(stream: av.video.stream.VideoStream) -> float:

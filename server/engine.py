@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from models import arithmetic
 from models.batching import ContinuousBatch, Emitted, Sequence
 from models.build import build_inputs
 from models.encoded import EncodedVideo
@@ -217,7 +218,7 @@ class Engine:
         (its kernel compiles now, not on the first question), a long prefill, a few tokens."""
         started = time.perf_counter()
         cfg = self.model.config
-        frames = cfg.tokenizer_model_max_length // cfg.lowres_token**2 + 2
+        frames = arithmetic.stc_from(cfg, prompt_len=1)  # STC for any prompt
         video = EncodedVideo.made_up(frames, cfg.query_num_list[0], cfg.vision_hidden_size)
         built = build_inputs(self.model, video, "warm up")
         seq = Sequence(built.inputs_embeds[0], SamplingParams(max_new_tokens=4), frozenset())

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
+from models import arithmetic
 from models.encoded import EncodedFormatError, EncodedVideo
 from models.prompt import Conversation, prompt_ids
 from models.sampling import SamplingParams
@@ -110,7 +111,7 @@ def check_prompt(svc: Services, question: str | Conversation, max_new_tokens: in
         n = len(prompt_ids(svc.model.tokenizer, cfg, question))
     except ValueError as exc:
         raise ApiError(422, "invalid_request", str(exc)) from exc
-    if n + cfg.inference_max_length >= cfg.tokenizer_model_max_length:
+    if not arithmetic.leaves_room(cfg, n):
         raise ApiError(422, "question_too_long", f"the prompt takes {n} tokens, leaving no room for the video")
 
 

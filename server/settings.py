@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from models.arithmetic import SamplingMode
+
 CommaList = Annotated[list[str], NoDecode]  # "a, b" in the environment
 
 
@@ -22,7 +24,7 @@ class Settings(BaseSettings):
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     demo_dir: Path = Path.home() / ".cache" / "longvu" / "tiny"
     size_quirk: bool = True
-    sampling: Literal["exact", "reference"] = "exact"  # 1-fps rule: ours, or the reference's index stepping
+    sampling: SamplingMode = "exact"  # 1-fps rule: ours, or the reference's index stepping
 
     # Cache. No Redis URL: an in-process LRU bounded in bytes.
     redis_url: str | None = None

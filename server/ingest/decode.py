@@ -29,7 +29,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from models.frames import Frame, FrameSampler, SamplingMode
+from models.arithmetic import FrameSampler, SamplingMode
+from models.frames import Frame
 from server.errors import ApiError
 from server.ingest.channel import Channel
 from server.ingest.probe import VideoInfo, open_video

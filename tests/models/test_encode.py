@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.encode import EmptyVideoError, always_prune_from, cap_indices, encode_video
+from models.arithmetic import always_prune_from
+from models.encode import EmptyVideoError, encode_video
 from models.encoded import EncodedFormatError, EncodedVideo
 from models.frames import sample_frames
 from tests.videos import write_video
@@ -12,7 +13,7 @@ from tests.videos import write_video
 
 def test_static_video_keeps_only_each_windows_middle_frame(model, static_long_video: Path) -> None:  # type: ignore[no-untyped-def]
     encoded = encode_video(model, sample_frames(static_long_video))
-    assert encoded.frames_sampled == 150 >= always_prune_from(model)
+    assert encoded.frames_sampled == 150 >= always_prune_from(model.config)
     assert encoded.pruned
     # Windows of 16; the last holds frames 144..149 and its middle is 144 + 3.
     expected = [start + 8 for start in range(0, 144, 16)] + [147]
@@ -31,12 +32,6 @@ def test_short_video_keeps_every_frame_and_the_dino_mask(model, short_video: Pat
     assert encoded.dino_keep.dtype == torch.bool and encoded.dino_keep.shape == (12,)
     assert (encoded.width, encoded.height) == (64, 48)
     assert seen and seen[-1][:2] == (11.0, 12) and seen[-1][2] == encoded.frames_survived
-
-
-def test_cap_takes_400_uniformly() -> None:
-    assert cap_indices(399) == list(range(399))
-    picked = cap_indices(1000)
-    assert len(picked) == 400 and picked[:3] == [0, 2, 5] and picked[-1] == 997
 
 
 def test_more_than_400_survivors_are_capped(model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
