@@ -1,6 +1,6 @@
 """Run the whole pipeline on one video and dump what the LLM receives.
 
-    python -m models.inspect --checkpoint DIR [--siglip DIR] [--dino DIR] \
+    python -m models.dump_inputs --checkpoint DIR [--siglip DIR] [--dino DIR] \
         --video FILE --question TEXT --dump OUT.safetensors
 
 The dump holds `siglip_pixels` and `dino_pixels` (the preprocessed input of every
@@ -32,7 +32,7 @@ def recording(frames: Iterable[Frame], siglip: list[torch.Tensor], dino: list[to
         yield frame
 
 
-def inspect(args: argparse.Namespace) -> dict[str, object]:
+def dump_inputs(args: argparse.Namespace) -> dict[str, object]:
     model = load_longvu(args.checkpoint, args.siglip, args.dino, device=args.device)
     siglip: list[torch.Tensor] = []
     dino: list[torch.Tensor] = []
@@ -74,7 +74,7 @@ def main() -> None:
     parser.add_argument("--no-size-quirk", action="store_true", help="read the frame size as (width, height)")
     parser.add_argument("--sampling", choices=("exact", "reference"), default="exact",
                         help="the 1-fps rule: ours, or the reference's index stepping")
-    counts = inspect(parser.parse_args())
+    counts = dump_inputs(parser.parse_args())
     print(
         f"frames sampled {counts['frames_sampled']}, survived DINO {counts['frames_survived_dino']}, "
         f"kept {counts['frames_kept']}; regime {counts['regime']}"

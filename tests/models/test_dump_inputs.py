@@ -11,10 +11,10 @@ from models.encode import encode_video
 from models.frames import sample_frames
 
 
-def test_inspect_dumps_what_the_llm_receives(model, tiny_checkpoint: Path, short_video: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_dump_inputs_writes_what_the_llm_receives(model, tiny_checkpoint: Path, short_video: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     dump = tmp_path / "dump.safetensors"
     result = subprocess.run(
-        [sys.executable, "-m", "models.inspect", "--checkpoint", str(tiny_checkpoint), "--video",
+        [sys.executable, "-m", "models.dump_inputs", "--checkpoint", str(tiny_checkpoint), "--video",
          str(short_video), "--question", "What is shown?", "--dump", str(dump), "--device", "cpu"],
         capture_output=True, text=True, check=True,
     )
