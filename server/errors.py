@@ -9,6 +9,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from server.ingest import errors as ingest
+
 log = logging.getLogger("longvu.errors")
 
 
@@ -21,6 +23,31 @@ class ApiError(Exception):
 class CacheUnavailable(ApiError):
     def __init__(self, detail: str = "the cache is unreachable; try again shortly") -> None:
         super().__init__(503, "cache_unavailable", detail, {"Retry-After": "5"})
+
+
+# The ingest's errors as HTTP: (status, seconds worth waiting before trying again).
+INGEST_STATUS: dict[type[ingest.IngestError], tuple[int, int | None]] = {
+    ingest.MalformedUpload: (400, None),
+    ingest.EmptyVideo: (400, None),
+    ingest.VideoTooLarge: (413, None),
+    ingest.VideoTooLong: (413, None),
+    ingest.NotAVideo: (415, None),
+    ingest.DecodeTimeout: (422, None),
+    ingest.InvalidUrl: (422, None),
+    ingest.UrlNotAllowed: (422, None),
+    ingest.UrlUnreachable: (422, None),
+    ingest.FetchFailed: (422, None),
+    ingest.FetchTimeout: (422, None),
+    ingest.SpoolFull: (503, 30),
+    ingest.DiskFull: (503, 60),
+}
+
+
+def as_api_error(exc: ApiError | ingest.IngestError) -> ApiError:
+    if isinstance(exc, ApiError):
+        return exc
+    status, retry_after = INGEST_STATUS.get(type(exc), (422, None))
+    return ApiError(status, exc.code, str(exc), {"Retry-After": str(retry_after)} if retry_after else None)
 
 
 OPENAI_PREFIX = "/v1/"
@@ -48,8 +75,10 @@ _HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def _api(request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.headers, request.url.path)
+    @app.exception_handler(ingest.IngestError)
+    async def _api(request: Request, exc: ApiError | ingest.IngestError) -> JSONResponse:
+        error = as_api_error(exc)
+        return error_response(error.status, error.code, error.message, error.headers, request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

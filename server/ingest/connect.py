@@ -14,7 +14,7 @@ import httpcore
 import httpx
 from httpcore._backends.auto import AutoBackend
 
-from server.errors import ApiError
+from server.ingest.errors import UrlNotAllowed, UrlUnreachable
 from server.ingest.addresses import refusal
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -35,11 +35,11 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         try:
             addresses = await self.resolve(host, port)
         except (OSError, ValueError) as exc:
-            raise ApiError(422, "url_unreachable", f"cannot resolve {host}") from exc
+            raise UrlUnreachable(f"cannot resolve {host}") from exc
         for address in addresses or ["<none>"]:
             reason = refusal(address, self.allow_private)
             if reason:
-                raise ApiError(422, "url_not_allowed", f"{host} resolves to a refused address: {reason}")
+                raise UrlNotAllowed(f"{host} resolves to a refused address: {reason}")
         return addresses
 
     async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
@@ -56,7 +56,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 
     async def connect_unix_socket(self, path: str, timeout: float | None = None,
                                   socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None) -> httpcore.AsyncNetworkStream:
-        raise ApiError(422, "url_not_allowed", "unix sockets are never fetched from")
+        raise UrlNotAllowed("unix sockets are never fetched from")
 
     async def sleep(self, seconds: float) -> None:
         await self.inner.sleep(seconds)

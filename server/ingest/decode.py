@@ -31,7 +31,7 @@ import numpy as np
 
 from models.arithmetic import FrameSampler, SamplingMode
 from models.frames import Frame
-from server.errors import ApiError
+from server.ingest.errors import DecodeTimeout, NotAVideo, VideoTooLong
 from server.ingest.channel import Channel
 from server.ingest.probe import VideoInfo, open_video
 
@@ -172,7 +172,7 @@ class Demuxer:
         last = run.targets[-1]
         for packet in container.demux(stream):
             if time.monotonic() > deadline:
-                raise ApiError(422, "decode_timeout", "decoding took longer than the limit")
+                raise DecodeTimeout("decoding took longer than the limit")
             if (length_size and packet.pts not in want and packet.size
                     and is_disposable_h264(memoryview(packet), length_size)):
                 continue
@@ -195,7 +195,7 @@ def decode_plain(path: Path, info: VideoInfo, targets: set[int], after: int | No
         stream = container.streams.video[0]
         for frame in container.decode(stream):
             if time.monotonic() > deadline:
-                raise ApiError(422, "decode_timeout", "decoding took longer than the limit")
+                raise DecodeTimeout("decoding took longer than the limit")
             if frame.pts in targets and (after is None or frame.pts > after):
                 yield frame.pts, frame.to_ndarray(format="rgb24")
 
@@ -220,9 +220,9 @@ class Decoder:
         index = index_packets(self.path, self.info)
         targets = sampled_pts(index, self.sampling, self.info.fps)
         if not targets:
-            raise ApiError(415, "unsupported_media", "the video has no frames")
+            raise NotAVideo("the video has no frames")
         if len(targets) > self.max_frames:
-            raise ApiError(413, "too_long", f"the video has more than {self.max_frames} seconds of frames")
+            raise VideoTooLong(f"the video has more than {self.max_frames} seconds of frames")
         runs = plan_runs(index, targets)
         self.frames_decoded_hint = frames_to_decode(index, runs)
         # One worker that would decode nearly everything: one pass, no seeks.

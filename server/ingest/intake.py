@@ -19,7 +19,7 @@ from fastapi import Request
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
-from server.errors import ApiError
+from server.ingest.errors import DiskFull, EmptyVideo, FetchFailed, FetchTimeout, IngestError, InvalidUrl, MalformedUpload, SpoolFull, UrlNotAllowed, VideoTooLarge
 from server.ingest.connect import Resolver, guarded_transport, system_resolver
 from server.settings import Settings
 
@@ -31,22 +31,20 @@ class Received:
     size: int
 
 
-def too_large(limit: int) -> ApiError:
-    return ApiError(413, "too_large", f"the video is larger than the limit of {limit} bytes")
+def too_large(limit: int) -> VideoTooLarge:
+    return VideoTooLarge(f"the video is larger than the limit of {limit} bytes")
 
 
 BATCH = 1 << 20  # bytes gathered on the event loop before a worker thread writes them
 HEADER_LIMIT = 8 * 1024  # one multipart part header, name or value
 
 
-def spool_full() -> ApiError:
-    return ApiError(503, "spool_full", "the server holds too many uploads on disk; try again shortly",
-                    {"Retry-After": "30"})
+def spool_full() -> SpoolFull:
+    return SpoolFull("the server holds too many uploads on disk; try again shortly")
 
 
-def disk_full() -> ApiError:
-    return ApiError(503, "disk_full", "the server is out of temporary disk space; try again later",
-                    {"Retry-After": "60"})
+def disk_full() -> DiskFull:
+    return DiskFull("the server is out of temporary disk space; try again later")
 
 
 def spooled_bytes(tmp_dir: Path | None) -> int:
@@ -121,7 +119,7 @@ class Sink:
             raise disk_full() from exc
         if self.size == 0:
             self.discard()
-            raise ApiError(400, "empty_video", "the video is empty")
+            raise EmptyVideo("the video is empty")
         return Received(self.path, self.sha.hexdigest(), self.size)
 
     def discard(self) -> None:
@@ -137,20 +135,20 @@ async def receive_upload(request: Request, settings: Settings) -> Received:
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")
     if content_type != b"multipart/form-data" or not boundary:
-        raise ApiError(400, "bad_request", "send multipart/form-data with a `file` part, or JSON {\"url\": ...}")
+        raise MalformedUpload("send multipart/form-data with a `file` part, or JSON {\"url\": ...}")
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes + 64 * 1024:
         raise too_large(settings.max_upload_bytes)
 
     sink = Sink(settings)
     state = {"header": b"", "value": b"", "is_file": False, "files": 0}
-    failure: list[ApiError] = []
+    failure: list[IngestError] = []
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
         if state["is_file"] and not failure:
             try:
                 sink.write(data[start:end])
-            except ApiError as exc:
+            except IngestError as exc:
                 failure.append(exc)
 
     def on_header_end() -> None:
@@ -164,7 +162,7 @@ async def receive_upload(request: Request, settings: Settings) -> Received:
         def add(data: bytes, start: int, end: int) -> None:
             if len(state[key]) + end - start > HEADER_LIMIT:
                 if not failure:
-                    failure.append(ApiError(400, "bad_request", "a multipart header is too long"))
+                    failure.append(MalformedUpload("a multipart header is too long"))
                 return
             state[key] += data[start:end]
         return add
@@ -187,15 +185,18 @@ async def receive_upload(request: Request, settings: Settings) -> Received:
         async for block in batched(request.stream(), lambda: sink.size, settings.max_upload_bytes, 64 * 1024):
             await parse(block)
         parser.finalize()
-    except ApiError:
+    except IngestError:
         sink.discard()
         raise
-    except Exception as exc:
+    except ValueError as exc:  # the multipart parser's errors
         sink.discard()
-        raise ApiError(400, "bad_request", f"malformed multipart body: {exc}") from exc
+        raise MalformedUpload(f"malformed multipart body: {exc}") from exc
+    except BaseException:  # the client left, or the HTTP layer gave up on the body
+        sink.discard()
+        raise
     if state["files"] != 1:
         sink.discard()
-        raise ApiError(400, "bad_request", "the multipart body needs exactly one `file` part")
+        raise MalformedUpload("the multipart body needs exactly one `file` part")
     return sink.finish()
 
 
@@ -205,14 +206,14 @@ def check_url(url: str, settings: Settings) -> httpx.URL:
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, ValueError, TypeError) as exc:
-        raise ApiError(422, "url_invalid", f"not a valid URL: {exc}") from exc
+        raise InvalidUrl(f"not a valid URL: {exc}") from exc
     if parsed.scheme not in ("http", "https"):
-        raise ApiError(422, "url_not_allowed", "only http and https URLs are fetched")
+        raise UrlNotAllowed("only http and https URLs are fetched")
     if not parsed.host:
-        raise ApiError(422, "url_not_allowed", "the URL has no host")
+        raise UrlNotAllowed("the URL has no host")
     host = parsed.host.rstrip(".").lower()
     if settings.url_allowed_hosts and host not in {h.lower() for h in settings.url_allowed_hosts}:
-        raise ApiError(422, "url_not_allowed", f"host {host} is not in the allowed list")
+        raise UrlNotAllowed(f"host {host} is not in the allowed list")
     return parsed
 
 
@@ -234,22 +235,22 @@ async def fetch_url(url: str, settings: Settings, resolve: Resolver = system_res
                             url = urljoin(url, response.headers.get("location", ""))
                             continue
                         if response.status_code != 200:
-                            raise ApiError(422, "url_fetch_failed", f"the URL answered HTTP {response.status_code}")
+                            raise FetchFailed(f"the URL answered HTTP {response.status_code}")
                         declared = response.headers.get("content-length", "")
                         if declared.isdigit() and int(declared) > settings.max_upload_bytes:
                             raise too_large(settings.max_upload_bytes)
                         await sink.write_stream(response.aiter_bytes(1 << 16))
                         return sink.finish()
-                raise ApiError(422, "url_fetch_failed", "too many redirects")
-    except ApiError:
+                raise FetchFailed("too many redirects")
+    except IngestError:
         sink.discard()
         raise
     except (TimeoutError, httpx.TimeoutException) as exc:
         sink.discard()
-        raise ApiError(422, "url_timeout", "the URL did not answer in time") from exc
+        raise FetchTimeout("the URL did not answer in time") from exc
     except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
         sink.discard()
-        raise ApiError(422, "url_fetch_failed", f"fetching the URL failed: {type(exc).__name__}") from exc
+        raise FetchFailed(f"fetching the URL failed: {type(exc).__name__}") from exc
     except BaseException:
         sink.discard()
         raise
@@ -263,7 +264,7 @@ def receive_data_url(url: str, settings: Settings) -> Received:
     before any decoding. Blocking: call it from a worker thread."""
     head = DATA_URL.match(url)
     if head is None:
-        raise ApiError(422, "url_not_allowed", "a data URL must be data:video/<type>;base64,<data>")
+        raise UrlNotAllowed("a data URL must be data:video/<type>;base64,<data>")
     payload = url[head.end():]
     if len(payload) // 4 * 3 > settings.max_upload_bytes + 2:
         raise too_large(settings.max_upload_bytes)
@@ -272,10 +273,10 @@ def receive_data_url(url: str, settings: Settings) -> Received:
         step = 1 << 20  # a multiple of 4: every piece decodes on its own
         for start in range(0, len(payload), step):
             sink.write(base64.b64decode(payload[start : start + step], validate=True))
-    except ApiError:
+    except IngestError:
         sink.discard()
         raise
     except ValueError as exc:
         sink.discard()
-        raise ApiError(400, "bad_request", "the data URL is not valid base64") from exc
+        raise MalformedUpload("the data URL is not valid base64") from exc
     return sink.finish()

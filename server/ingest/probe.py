@@ -11,7 +11,7 @@ from pathlib import Path
 import av
 
 from models.frames import average_fps
-from server.errors import ApiError
+from server.ingest.errors import IngestError, NotAVideo, VideoTooLarge, VideoTooLong
 from server.settings import Settings
 
 ALLOWED_CODECS = {"h264", "hevc", "vp8", "vp9", "av1", "mpeg4", "mpeg2video", "mjpeg", "prores"}
@@ -28,10 +28,6 @@ class VideoInfo:
     duration_s: float
     time_base: Fraction
     fps: float = 1.0  # the stream's average rate (the reference sampling steps by it)
-
-
-def unsupported(message: str) -> ApiError:
-    return ApiError(415, "unsupported_media", message)
 
 
 def sniff(path: Path) -> str | None:
@@ -53,22 +49,22 @@ def open_video(path: Path, container: str) -> av.container.InputContainer:
 def probe(path: Path, settings: Settings) -> VideoInfo:
     container_name = sniff(path)
     if container_name is None:
-        raise unsupported("not a video in a supported container (MP4/MOV, Matroska/WebM, AVI)")
+        raise NotAVideo("not a video in a supported container (MP4/MOV, Matroska/WebM, AVI)")
     try:
         with open_video(path, container_name) as container:
             if len(container.streams) > settings.max_streams:
-                raise unsupported(f"more than {settings.max_streams} streams")
+                raise NotAVideo(f"more than {settings.max_streams} streams")
             if not container.streams.video:
-                raise unsupported("the file has no video stream")
+                raise NotAVideo("the file has no video stream")
             stream = container.streams.video[0]
             codec = stream.codec_context.name
             if codec not in ALLOWED_CODECS:
-                raise unsupported(f"video codec {codec} is not supported")
+                raise NotAVideo(f"video codec {codec} is not supported")
             width, height = stream.codec_context.width, stream.codec_context.height
             if width <= 0 or height <= 0:
-                raise unsupported("the video has no picture size")
+                raise NotAVideo("the video has no picture size")
             if width > settings.max_width or height > settings.max_height:
-                raise ApiError(413, "too_large", f"{width}x{height} exceeds {settings.max_width}x{settings.max_height}")
+                raise VideoTooLarge(f"{width}x{height} exceeds {settings.max_width}x{settings.max_height}")
             time_base = stream.time_base or Fraction(1, 1_000_000)
             fps = average_fps(stream)
             if stream.duration:
@@ -76,11 +72,11 @@ def probe(path: Path, settings: Settings) -> VideoInfo:
             else:
                 duration = (container.duration or 0) / av.time_base
             if duration > settings.max_duration_s:
-                raise ApiError(413, "too_long", f"the video is longer than {settings.max_duration_s:.0f} s")
+                raise VideoTooLong(f"the video is longer than {settings.max_duration_s:.0f} s")
             if next(container.decode(stream), None) is None:
-                raise unsupported("the video has no decodable frames")
-    except ApiError:
+                raise NotAVideo("the video has no decodable frames")
+    except IngestError:
         raise
     except (av.FFmpegError, UnicodeDecodeError, ValueError, IndexError) as exc:
-        raise unsupported(f"the video cannot be decoded ({type(exc).__name__})") from exc
+        raise NotAVideo(f"the video cannot be decoded ({type(exc).__name__})") from exc
     return VideoInfo(container_name, codec, width, height, duration, time_base, fps)

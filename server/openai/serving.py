@@ -16,7 +16,8 @@ from starlette.concurrency import run_in_threadpool
 
 from models.prompt import Turn
 from server.asks import Ask
-from server.errors import ApiError, openai_type
+from server.errors import ApiError, as_api_error, openai_type
+from server.ingest.errors import IngestError
 from server.ingest.intake import fetch_url, receive_data_url
 from server.openai.protocol import (
     LONGVU_SCHEME,
@@ -223,7 +224,8 @@ async def stream_chunks(svc: Services, video_id: str, ask: Ask | None, begin, na
                     yield chunk(Delta(), usage=item.usage, choices=False)
             else:
                 yield chunk(Delta(content=item))
-    except ApiError as exc:
+    except (ApiError, IngestError) as caught:
+        exc = as_api_error(caught)
         error = {"message": exc.message, "type": openai_type(exc.status), "param": None, "code": exc.code}
         yield format_sse_event(data_str=json.dumps({"error": error}))
     finally:

@@ -5,7 +5,8 @@ import asyncio
 import httpcore
 import pytest
 
-from server.errors import ApiError
+from server.errors import as_api_error
+from server.ingest.errors import IngestError, UrlNotAllowed
 from server.ingest.addresses import refusal
 from server.ingest.connect import GuardedBackend
 from server.ingest.intake import check_url
@@ -48,18 +49,18 @@ def _connect(url: str, answer: list[str], **settings: object) -> list[str]:
 
 
 def test_a_name_resolving_to_metadata_is_refused() -> None:
-    with pytest.raises(ApiError, match="metadata"):
+    with pytest.raises(UrlNotAllowed, match="metadata"):
         _connect("http://innocent.example/video.mp4", ["93.184.216.34", "169.254.169.254"])
 
 
 def test_a_name_resolving_to_private_is_refused() -> None:
-    with pytest.raises(ApiError, match="private"):
+    with pytest.raises(UrlNotAllowed, match="private"):
         _connect("https://intranet.example/v.mp4", ["10.1.2.3"])
 
 
 def test_public_name_passes_and_allow_list_applies() -> None:
     assert _connect("https://videos.example/v.mp4", ["93.184.216.34"]) == ["93.184.216.34"]
-    with pytest.raises(ApiError, match="allowed list"):
+    with pytest.raises(UrlNotAllowed, match="allowed list"):
         _connect("https://other.example/v.mp4", ["93.184.216.34"], url_allowed_hosts=["videos.example"])
     _connect("https://VIDEOS.example./v.mp4", ["93.184.216.34"], url_allowed_hosts=["videos.example"])
 
@@ -102,6 +103,6 @@ def test_the_connection_goes_to_the_checked_address() -> None:
 
 def test_malformed_urls_are_refused_cleanly() -> None:
     for url in ("http://0010.0010.0010.0010/v.mp4", "http://[::1/v.mp4", "http:///v.mp4", "http://:80/v.mp4"):
-        with pytest.raises(ApiError) as caught:
+        with pytest.raises(IngestError) as caught:
             _connect(url, ["93.184.216.34"])
-        assert caught.value.status == 422, url
+        assert as_api_error(caught.value).status == 422, url
