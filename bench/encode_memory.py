@@ -54,7 +54,7 @@ def child(video: str, checkpoint: str) -> None:
     print(json.dumps({
         "frames_sampled": encoded.frames_sampled,
         "frames_survived": encoded.frames_survived,
-        "frames_kept": encoded.frames_kept,
+        "frames_cached": encoded.frames_cached,
         "seconds": elapsed,
         "fps": encoded.frames_sampled / elapsed,
         "baseline_mb": baseline,
@@ -87,10 +87,10 @@ def main() -> None:
         out = subprocess.run([sys.executable, __file__, "--child", str(video), checkpoint],
                              capture_output=True, text=True, check=True)
         rows.append((minutes, json.loads(out.stdout.strip().splitlines()[-1])))
-    print(f"{'video':>8} {'sampled':>8} {'survived':>8} {'kept':>5} {'frames/s':>9} "
+    print(f"{'video':>8} {'sampled':>8} {'survived':>8} {'cached':>6} {'frames/s':>9} "
           f"{'after load MB':>14} {'peak MB':>8}")
     for minutes, r in rows:
-        print(f"{minutes:>5}min {r['frames_sampled']:>8} {r['frames_survived']:>8} {r['frames_kept']:>5} "
+        print(f"{minutes:>5}min {r['frames_sampled']:>8} {r['frames_survived']:>8} {r['frames_cached']:>6} "
               f"{r['fps']:>9.1f} {r['baseline_mb']:>14.0f} {r['peak_mb']:>8.0f}")
     if len(rows) >= 2:
         ratio = rows[-1][1]["peak_mb"] / rows[0][1]["peak_mb"]

@@ -153,7 +153,7 @@ def child(video: str, tiny: bool) -> None:
     device_s = sum(v for k, v in split.items() if k in ("DINOv2", "SigLIP", "SVA", "pruning"))
     print(json.dumps({
         "duration_s": info.duration_s, "resolution": f"{info.width}x{info.height}", "wall_s": wall,
-        "frames": encoded.frames_sampled, "kept": encoded.frames_kept, "split": dict(split),
+        "frames": encoded.frames_sampled, "cached": encoded.frames_cached, "split": dict(split),
         "device_busy": device_s / wall, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else 0.0,
         "device": torch.cuda.get_device_name() if cuda else "CPU (tiny model)",

@@ -45,7 +45,7 @@ def compression_summary(encoded: EncodedVideo, built: BuiltInputs) -> dict[str, 
     return {
         "frames_sampled": encoded.frames_sampled,
         "frames_survived_dino": encoded.frames_survived,
-        "frames_kept": int(built.frame_indices.numel()),
+        "frames_used": int(built.frame_indices.numel()),
         "regime": built.regime,
         "stc_applied": built.stc_applied,
         "highres_frames": built.highres_frames,

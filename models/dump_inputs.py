@@ -77,7 +77,7 @@ def main() -> None:
     counts = dump_inputs(parser.parse_args())
     print(
         f"frames sampled {counts['frames_sampled']}, survived DINO {counts['frames_survived_dino']}, "
-        f"kept {counts['frames_kept']}; regime {counts['regime']}"
+        f"used {counts['frames_used']}; regime {counts['regime']}"
         f"{' + STC' if counts['stc_applied'] else ''}; visual tokens {counts['visual_tokens_before']} -> "
         f"{counts['visual_tokens_after']}; prompt {counts['prompt_tokens']} tokens"
     )

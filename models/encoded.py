@@ -38,8 +38,15 @@ class EncodedVideo:
     size_quirk: bool  # the reference's (height, width) frame-size quirk was applied
 
     @property
-    def frames_kept(self) -> int:
-        return int(self.features.shape[0]) if self.pruned else self.frames_sampled
+    def frames_cached(self) -> int:
+        """Frames whose features are held: those kept at encode time (all sampled ones
+        when the video was not pruned then; a question may use fewer)."""
+        return int(self.features.shape[0])
+
+    @property
+    def rows_cached(self) -> int:
+        """SVA rows held (144 a frame), not the visual tokens a question is given."""
+        return int(self.features.shape[0] * self.features.shape[1])
 
     @classmethod
     def made_up(cls, frames: int, rows: int, channels: int, every_s: float = 1.0) -> "EncodedVideo":

@@ -69,7 +69,7 @@ class Engine:
             if len(self._waiting) >= self.max_queue:
                 raise Overloaded
             self._waiting.append(ask)
-            self.metrics.queue_depth.set(len(self._waiting))
+            self._count_waiting()
             self._wake.notify()
 
     @property
@@ -89,6 +89,7 @@ class Engine:
             if self._stopping:
                 raise EngineDead("the model worker is stopped")
             self._device_work.append((work, future))
+            self._count_waiting()
             self._wake.notify()
         return future.result()
 
@@ -113,7 +114,7 @@ class Engine:
                         break
                     work = self._device_work.popleft() if self._device_work else None
                     admitted = self._next_admission()
-                    self.metrics.queue_depth.set(len(self._waiting))
+                    self._count_waiting()
                 if work is not None:
                     self._run_device_work(*work)
                 self._round(admitted)
@@ -210,7 +211,13 @@ class Engine:
         for _, future in work:
             future.set_exception(EngineDead(message))
         self.metrics.running.set(0)
-        self.metrics.queue_depth.set(0)
+        self._count_waiting()
+
+    def _count_waiting(self) -> None:
+        questions = len(self._waiting)
+        self.metrics.questions_waiting.set(questions)
+        self.metrics.queue_depth.set(questions)
+        self.metrics.ingest_steps_waiting.set(len(self._device_work))
 
     @torch.inference_mode()
     def _warm_up(self) -> None:

@@ -48,8 +48,8 @@ def ready_status(video_id: str, encoded: EncodedVideo, size: int, strategy: str,
         "width": encoded.width,
         "height": encoded.height,
         "frames_sampled": encoded.frames_sampled,
-        "frames_kept": encoded.frames_kept,
-        "tokens_cached": int(encoded.features.shape[0] * encoded.features.shape[1]),
+        "frames_cached": encoded.frames_cached,
+        "rows_cached": encoded.rows_cached,
         "bytes": size,
         "decode_strategy": strategy,
         "created_at": created,
@@ -193,13 +193,14 @@ class JobRunner:
             if not await self._retrying(lambda: self.store.finish(video_id, self.owner, data, ready)):
                 raise JobCancelled
             took = time.perf_counter() - started
-            log.info("ingest %s: ready in %.1f s (%.1fx realtime): %d frames sampled, %d survived DINO, %d kept, "
-                     "%d cached rows, %s decode", video_id[:12], took, encoded.duration_s / max(took, 1e-9),
-                     encoded.frames_sampled, encoded.frames_survived, encoded.frames_kept,
-                     ready["tokens_cached"], decoder.strategy)
+            log.info("ingest %s: ready in %.1f s (%.1fx realtime): %d frames sampled, %d survived DINO, "
+                     "%d cached (%d SVA rows), %s decode", video_id[:12], took, encoded.duration_s / max(took, 1e-9),
+                     encoded.frames_sampled, encoded.frames_survived, encoded.frames_cached, encoded.rows_cached,
+                     decoder.strategy)
             self.metrics.encode_time.observe(took)
             self.metrics.video_seconds.inc(encoded.duration_s)
-            self.metrics.frames_kept.inc(encoded.frames_kept)
+            self.metrics.frames_cached.inc(encoded.frames_cached)
+            self.metrics.frames_kept.inc(encoded.frames_cached)
             self.metrics.videos_encoded.labels("ready").inc()
         except JobCancelled:
             log.info("job for video %s stopped: deleted, or its lease was lost", video_id[:12])

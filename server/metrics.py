@@ -33,7 +33,13 @@ class Metrics:
         self.encode_time = hist("longvu_video_encode_seconds", "Time to ingest a video: decode, towers, SVA")
         self.video_seconds = Counter("longvu_video_seconds_ingested_total", "Seconds of video ingested", registry=r)
         self.frames_decoded = Counter("longvu_frames_decoded_total", "1-fps frames decoded", registry=r)
-        self.frames_kept = Counter("longvu_frames_kept_total", "Frames kept after DINO pruning", registry=r)
+        self.frames_cached = Counter(
+            "longvu_frames_cached_total", "Frames whose SVA rows were cached (kept at encode time)", registry=r
+        )
+        self.frames_kept = Counter(
+            "longvu_frames_kept_total", "Deprecated (removed in the next release): longvu_frames_cached_total",
+            registry=r,
+        )
         self.videos_encoded = Counter(
             "longvu_videos_encoded_total", "Ingest jobs finished by outcome", ["outcome"], registry=r
         )
@@ -50,7 +56,16 @@ class Metrics:
         self.rejected = Counter(
             "longvu_rejected_requests_total", "Requests refused for load", ["reason"], registry=r
         )
-        self.queue_depth = Gauge("longvu_queue_depth", "Work items waiting for the model worker", registry=r)
+        self.questions_waiting = Gauge(
+            "longvu_questions_waiting", "Questions waiting to join the running batch", registry=r
+        )
+        self.ingest_steps_waiting = Gauge(
+            "longvu_ingest_steps_waiting", "Ingest steps (a batch's tower work) waiting for the model worker",
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "longvu_queue_depth", "Deprecated (removed in the next release): longvu_questions_waiting", registry=r
+        )
         self.running = Gauge("longvu_running_requests", "Asks being answered now", registry=r)
         self.jobs_in_progress = Gauge("longvu_jobs_in_progress", "Ingest jobs running in this process", registry=r)
         self.gpu_memory = Gauge(

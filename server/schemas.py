@@ -4,7 +4,23 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+RENAMED = "deprecated, removed in the next release: the same as "
+
+
+def fill_renamed(data: Any, renames: dict[str, str]) -> Any:
+    """Each renamed field and its old name carry the same value, whichever one was given
+    (statuses cached by the previous release hold the old names only)."""
+    if not isinstance(data, dict):
+        return data
+    data = dict(data)
+    for new, old in renames.items():
+        value = data.get(new, data.get(old))
+        data[new] = data[old] = value
+    return data
 
 
 class VideoUrl(BaseModel):
@@ -28,12 +44,21 @@ class VideoStatus(BaseModel):
     width: int | None = None
     height: int | None = None
     frames_sampled: int | None = None
-    frames_kept: int | None = None
-    tokens_cached: int | None = None
+    frames_cached: int | None = Field(None, description="frames kept at encode time, whose SVA rows the cache holds "
+                                      "(every sampled frame when the video was too short to prune for any question)")
+    rows_cached: int | None = Field(None, description="SVA rows the cache holds, 144 a frame; the visual tokens a "
+                                    "question gets are in its `compression`")
+    frames_kept: int | None = Field(None, deprecated=True, description=RENAMED + "frames_cached")
+    tokens_cached: int | None = Field(None, deprecated=True, description=RENAMED + "rows_cached")
     bytes: int | None = None
     decode_strategy: str | None = None
     created_at: float | None = None
     updated_at: float | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        return fill_renamed(data, {"frames_cached": "frames_kept", "rows_cached": "tokens_cached"})
 
 
 class AskRequest(BaseModel):
@@ -69,13 +94,19 @@ class Timings(BaseModel):
 class Compression(BaseModel):
     frames_sampled: int
     frames_survived_dino: int
-    frames_kept: int
+    frames_used: int = Field(description="frames this question's answer saw")
+    frames_kept: int = Field(deprecated=True, description=RENAMED + "frames_used")
     regime: Literal["high", "query", "stc"]
     stc_applied: bool
     highres_frames: int
     visual_tokens_before: int
     visual_tokens_after: int
     seconds: list[float] = Field(description="presentation times of the frames the answer saw")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        return fill_renamed(data, {"frames_used": "frames_kept"})
 
 
 class Answer(BaseModel):

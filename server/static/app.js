@@ -145,7 +145,7 @@ async function follow(id) {
       state.videoId = id;
       $("ask").disabled = false;
       $("ingest-text").textContent =
-        `${status.frames_sampled} frames sampled, ${status.frames_kept} kept, ${status.tokens_cached} rows cached`;
+        `${status.frames_sampled} frames sampled, ${status.frames_cached} cached (${status.rows_cached} SVA rows)`;
       show($("video-status"), "Ready: ask away.");
     } else if (name === "failed" || name === "error") {
       show($("video-status"), "");
@@ -162,7 +162,7 @@ function number(id) {
 function summarize(done) {
   const c = done.compression, t = done.timings, u = done.usage;
   const rows = [
-    ["Frames", `${c.frames_sampled} sampled, ${c.frames_survived_dino} after DINO, ${c.frames_kept} used`],
+    ["Frames", `${c.frames_sampled} sampled, ${c.frames_survived_dino} after DINO, ${c.frames_used} used`],
     ["Visual tokens", `${c.visual_tokens_before} → ${c.visual_tokens_after} (${c.regime}${c.stc_applied ? ", STC" : ""})`],
     ["Seconds seen", c.seconds.length ? `${c.seconds[0]} – ${c.seconds[c.seconds.length - 1]}` : "none"],
     ["Tokens", `${u.prompt_tokens} prompt, ${u.completion_tokens} answer (${done.finish_reason})`],

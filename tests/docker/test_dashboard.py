@@ -39,7 +39,8 @@ def test_every_panel_queries_exported_metrics() -> None:
 def test_dashboard_covers_what_operators_watch() -> None:
     text = DASHBOARD.read_text()
     for metric in ("longvu_http_requests_total", "longvu_time_to_first_token_seconds_bucket",
-                   "longvu_inter_token_seconds_bucket", "longvu_queue_depth", "longvu_rejected_requests_total",
-                   "longvu_video_seconds_ingested_total", "longvu_frames_kept_total",
+                   "longvu_inter_token_seconds_bucket", "longvu_questions_waiting", "longvu_ingest_steps_waiting",
+                   "longvu_rejected_requests_total",
+                   "longvu_video_seconds_ingested_total", "longvu_frames_cached_total",
                    "longvu_visual_tokens_after_total", "longvu_cache_hits_total", "longvu_gpu_memory_bytes"):
         assert metric in text, metric

@@ -20,7 +20,8 @@ def test_static_video_keeps_only_each_windows_middle_frame(model, static_long_vi
     assert encoded.frame_indices.tolist() == expected
     assert encoded.timestamps.tolist() == [float(i) for i in expected]
     assert encoded.features.shape == (len(expected), 144, 64)
-    assert encoded.frames_kept == len(expected) == encoded.frames_survived
+    assert encoded.frames_cached == len(expected) == encoded.frames_survived
+    assert encoded.rows_cached == len(expected) * 144
 
 
 def test_short_video_keeps_every_frame_and_the_dino_mask(model, short_video: Path) -> None:  # type: ignore[no-untyped-def]

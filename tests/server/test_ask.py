@@ -173,12 +173,16 @@ def test_queue_overflow_is_refused_at_once(held_server, video_dir: Path, app_ser
     video_id = upload_ready(server, write_video(video_dir / "overflow.mp4", seconds=3, fps=2, seed=32))
     holder.start()
     time.sleep(0.2)
+    ingest_step = threading.Thread(target=server.services.engine.run_on_device, args=(lambda: None,))
+    ingest_step.start()  # waits behind the holder
     with ThreadPoolExecutor(2) as pool:
         accepted = [pool.submit(ask, server, video_id, stream=False) for _ in range(2)]
         deadline = time.monotonic() + 5
         while server.services.engine.waiting < 2 and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert metric(server, "longvu_queue_depth") == 2
+        assert metric(server, "longvu_questions_waiting") == 2
+        assert metric(server, "longvu_queue_depth") == 2  # deprecated name, same count
+        assert metric(server, "longvu_ingest_steps_waiting") == 1
         started = time.monotonic()
         refused = ask(server, video_id, stream=False)
         assert time.monotonic() - started < 2
@@ -232,11 +236,13 @@ METRICS = {
     "longvu_time_to_first_token_seconds": "histogram", "longvu_inter_token_seconds": "histogram",
     "longvu_ask_seconds": "histogram", "longvu_video_decode_seconds": "histogram",
     "longvu_video_encode_seconds": "histogram", "longvu_frames_decoded_total": "counter",
-    "longvu_frames_kept_total": "counter", "longvu_visual_tokens_before_total": "counter",
+    "longvu_frames_cached_total": "counter", "longvu_frames_kept_total": "counter",
+    "longvu_visual_tokens_before_total": "counter",
     "longvu_visual_tokens_after_total": "counter", "longvu_generated_tokens_total": "counter",
     "longvu_cache_hits_total": "counter", "longvu_cache_misses_total": "counter",
     "longvu_cancelled_requests_total": "counter", "longvu_rejected_requests_total": "counter",
-    "longvu_queue_depth": "gauge", "longvu_running_requests": "gauge", "longvu_jobs_in_progress": "gauge",
+    "longvu_questions_waiting": "gauge", "longvu_ingest_steps_waiting": "gauge", "longvu_queue_depth": "gauge",
+    "longvu_running_requests": "gauge", "longvu_jobs_in_progress": "gauge",
     "longvu_gpu_memory_bytes": "gauge", "longvu_video_seconds_ingested_total": "counter",
     "longvu_videos_encoded_total": "counter",
 }
@@ -249,7 +255,8 @@ def test_metrics_are_exported_and_move(app_server: ServerThread, video_dir: Path
         assert f"# TYPE {name} {kind}" in text, name
 
     moving = ["longvu_video_decode_seconds_count", "longvu_video_encode_seconds_count", "longvu_frames_decoded_total",
-              "longvu_frames_kept_total", "longvu_cache_misses_total", "longvu_video_seconds_ingested_total",
+              "longvu_frames_cached_total", "longvu_frames_kept_total", "longvu_cache_misses_total",
+              "longvu_video_seconds_ingested_total",
               "longvu_queue_wait_seconds_count", "longvu_cache_load_seconds_count", "longvu_prefill_seconds_count",
               "longvu_time_to_first_token_seconds_count", "longvu_inter_token_seconds_count",
               "longvu_ask_seconds_count", "longvu_visual_tokens_before_total", "longvu_visual_tokens_after_total",
@@ -273,7 +280,8 @@ def test_a_time_range_question_uses_only_that_range(app_server: ServerThread, vi
     assert part.status_code == 200
     compression = part.json()["compression"]
     assert compression["seconds"] == [5.0, 6.0, 7.0, 8.0, 9.0]
-    assert compression["frames_sampled"] == compression["frames_kept"] == 5
+    assert compression["frames_sampled"] == compression["frames_used"] == 5
+    assert compression["frames_kept"] == 5  # the deprecated name of frames_used
     assert part.json()["usage"]["visual_tokens"] < whole["usage"]["visual_tokens"]
     assert metric(app_server, "longvu_frames_decoded_total") == decoded  # no decoding,
     assert metric(app_server, "longvu_videos_encoded_total") == encoded  # no encoding

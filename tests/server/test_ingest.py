@@ -48,8 +48,9 @@ def test_upload_then_ready_then_cache_hit(app_server: ServerThread, fresh_video:
 
     ready = app_server.wait_ready(body["id"])
     assert ready["status"] == "ready" and ready["progress"] == 1.0
-    assert ready["frames_sampled"] == 10 and ready["frames_kept"] == 10
-    assert ready["tokens_cached"] == 10 * 144
+    assert ready["frames_sampled"] == 10 and ready["frames_cached"] == 10
+    assert ready["rows_cached"] == 10 * 144
+    assert (ready["frames_kept"], ready["tokens_cached"]) == (10, 10 * 144)  # deprecated names, same values
     assert ready["duration_s"] == pytest.approx(10, abs=0.5)
     assert ready["bytes"] > 0 and ready["width"] == 64 and ready["height"] == 48
 
@@ -78,7 +79,7 @@ def test_an_ingest_says_what_it_does_in_the_log(app_server: ServerThread, video_
     lines = [r.getMessage() for r in caplog.records if r.name == "longvu.jobs" and video_id[:12] in r.getMessage()]
     assert "started, 5 s of 64x48" in lines[0]
     assert any("of 5 s of video done" in line and "realtime" in line for line in lines[1:-1])
-    assert "ready in" in lines[-1] and "5 frames sampled" in lines[-1] and "720 cached rows" in lines[-1]
+    assert "ready in" in lines[-1] and "5 frames sampled" in lines[-1] and "5 cached (720 SVA rows)" in lines[-1]
 
 
 def test_ten_concurrent_identical_uploads_are_processed_once(app_server: ServerThread, video_dir: Path) -> None:
