@@ -1,7 +1,9 @@
 """Per-video stage: frames -> DINO pruning -> SigLIP -> SVA features (SPEC steps 2-5).
 
-Frames stream through in batches of whole DINO windows; pixels and DINO maps live for
-one batch, SVA outputs wait on disk, so peak memory does not grow with the video's length.
+Frames stream through in batches of whole DINO windows, bounded in bytes; pixels and DINO
+maps live for one batch, SVA outputs wait on disk, so peak memory does not grow with the
+video's length. The towers take a batch in chunks, a device step each; pruning takes
+the batch's windows in one call.
 
 Whether DINO pruning applies depends on the prompt length (SPEC step 4), which a
 cached video does not know. A video with at least `always_prune_from` sampled frames
@@ -31,7 +33,8 @@ from models.preprocess import DINO, SIGLIP, TowerPreprocess
 T = TypeVar("T")
 DeviceStep = Callable[[Callable[[], T]], T]
 
-FRAMES_PER_BATCH = 4 * WINDOW  # at most; fewer for large pictures
+FRAMES_PER_BATCH = 16 * WINDOW  # at most; fewer for large pictures. One pruning call a batch
+TOWER_BATCH = 4 * WINDOW  # frames a device step takes through a tower
 BATCH_BYTES = 512 << 20  # RGB frames of one batch, whatever the resolution (at least one window)
 
 
@@ -122,34 +125,48 @@ def encode_video(
     def run_batch(batch: list[Frame]) -> None:
         nonlocal sampled, survived, mask
         rgbs = [f.rgb for f in batch]
-        dino_pixels = pixels(DINO, rgbs)
+        # A device step takes one chunk through a tower (short steps keep answers flowing
+        # during a long ingest); pruning takes the whole batch's windows in one call.
+        chunks = [range(i, min(i + TOWER_BATCH, len(batch))) for i in range(0, len(batch), TOWER_BATCH)]
 
-        @torch.inference_mode()  # device steps may run on another thread
-        def dino_and_prune() -> tuple[torch.Tensor, list[bool]]:
-            maps = model.towers.encode_dino(dino_pixels())
+        def dino_step(chunk: range) -> Callable[[], torch.Tensor]:
+            chunk_pixels = pixels(DINO, [rgbs[i] for i in chunk])
+
+            @torch.inference_mode()  # device steps may run on another thread
+            def dino_chunk() -> torch.Tensor:
+                return model.towers.encode_dino(chunk_pixels())
+            return dino_chunk
+
+        maps = [on_device(dino_step(chunk)) for chunk in chunks]
+
+        @torch.inference_mode()
+        def prune() -> tuple[torch.Tensor, list[bool]]:
+            dino = maps[0] if len(maps) == 1 else torch.cat(maps)
             # Batches start on window boundaries, so the batch's windows are the video's.
-            return maps, window_prune(maps, cfg.dino_threshold, WINDOW)[0].tolist()
+            return dino, window_prune(dino, cfg.dino_threshold, WINDOW)[0].tolist()
 
-        dino, keep = on_device(dino_and_prune)
+        dino, keep = on_device(prune)
+        maps.clear()
         survived += sum(keep)
         sampled += len(batch)
         pruning = sampled >= prune_from
         if pruning and not all(held.keep):
             held.select([i for i, k in enumerate(held.keep) if k])
-        rows = [i for i, k in enumerate(keep) if k or not pruning]
-        if not rows:
-            return
-        siglip_pixels = pixels(SIGLIP, [rgbs[i] for i in rows])
         if mask is None:
             mask = model.connector.attention_mask(unpad_size(width, height, size_quirk))
+        for chunk in chunks:
+            rows = [i for i in chunk if keep[i] or not pruning]
+            if rows:
+                features = on_device(fuse_step(pixels(SIGLIP, [rgbs[i] for i in rows]), dino, rows, mask))
+                held.add(features, [batch[i] for i in rows], [keep[i] for i in rows])
 
+    def fuse_step(siglip_pixels: Callable[[], torch.Tensor], dino: torch.Tensor, rows: list[int],
+                  mask: torch.Tensor) -> Callable[[], torch.Tensor]:
         @torch.inference_mode()
-        def siglip_and_fuse() -> torch.Tensor:
+        def fuse_chunk() -> torch.Tensor:
             siglip = model.towers.encode_siglip(siglip_pixels())
             return model.connector.aggregate(siglip, dino[rows], mask).cpu()
-
-        features = on_device(siglip_and_fuse)
-        held.add(features, [batch[i] for i in rows], [keep[i] for i in rows])
+        return fuse_chunk
 
     batch: list[Frame] = []
     batch_size = FRAMES_PER_BATCH

@@ -24,6 +24,33 @@ def test_static_video_keeps_only_each_windows_middle_frame(model, static_long_vi
     assert encoded.rows_cached == len(expected) * 144
 
 
+def test_pruning_takes_the_batch_in_one_call_and_the_towers_take_chunks(
+        model, static_long_video: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    import models.encode as encode
+
+    pruned: list[int] = []
+    towers: list[int] = []
+    prune, dino = encode.window_prune, model.towers.encode_dino
+
+    def counting_prune(maps, *args):  # type: ignore[no-untyped-def]
+        pruned.append(maps.shape[0])
+        return prune(maps, *args)
+
+    def counting_dino(pixels):  # type: ignore[no-untyped-def]
+        towers.append(pixels.shape[0])
+        return dino(pixels)
+
+    monkeypatch.setattr(encode, "window_prune", counting_prune)
+    monkeypatch.setattr(model.towers, "encode_dino", counting_dino)
+    steps: list[str] = []
+    encoded = encode_video(model, sample_frames(static_long_video),
+                           device_step=lambda work: (steps.append(work.__name__), work())[1])
+    assert pruned == [150]  # 150 small frames: one batch, its 10 windows in one call
+    assert towers == [64, 64, 22]  # one device step a chunk
+    assert steps == ["dino_chunk"] * 3 + ["prune"] + ["fuse_chunk"] * 3  # survivors in each chunk
+    assert encoded.frame_indices.tolist() == [start + 8 for start in range(0, 144, 16)] + [147]
+
+
 def test_short_video_keeps_every_frame_and_the_dino_mask(model, short_video: Path) -> None:  # type: ignore[no-untyped-def]
     seen: list[tuple[float, int, int]] = []
     encoded = encode_video(model, sample_frames(short_video), progress=lambda *p: seen.append(p))

@@ -53,7 +53,8 @@ def test_a_consumer_that_leaves_stops_the_producer() -> None:
 
 
 def test_batches_are_whole_windows_within_the_byte_budget() -> None:
-    assert frames_per_batch(1280 * 720 * 3) == FRAMES_PER_BATCH
+    assert frames_per_batch(64 * 48 * 3) == FRAMES_PER_BATCH  # small pictures: the most frames a batch takes
+    assert frames_per_batch(1280 * 720 * 3) == 12 * WINDOW  # 512 MiB holds 194 frames of 720p
     assert frames_per_batch(3840 * 2160 * 3) == WINDOW  # 4K: one window
     assert frames_per_batch(7680 * 4320 * 3) == WINDOW  # never less than a window
     assert frames_per_batch(1920 * 1080 * 3, budget=BATCH_BYTES) % WINDOW == 0
