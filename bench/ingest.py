@@ -100,7 +100,7 @@ def build_model(tiny: bool):  # type: ignore[no-untyped-def]
 
 
 def child(video: str, tiny: bool) -> None:
-    import models.encode as encode
+    from models import encode
     from models.encode import BATCH_BYTES, encode_video
     from server.ingest.decode import Decoder
     from server.ingest.probe import probe

@@ -49,7 +49,7 @@ class EncodedVideo:
         return int(self.features.shape[0] * self.features.shape[1])
 
     @classmethod
-    def made_up(cls, frames: int, rows: int, channels: int, every_s: float = 1.0) -> "EncodedVideo":
+    def made_up(cls, frames: int, rows: int, channels: int, every_s: float = 1.0) -> EncodedVideo:
         """A stand-in video for warm-ups and benchmarks: random SVA rows for `frames` kept
         frames of 1280x720, `every_s` seconds apart."""
         gen = torch.Generator().manual_seed(0)
@@ -60,7 +60,7 @@ class EncodedVideo:
             frames_survived=frames, width=1280, height=720, duration_s=frames * every_s, size_quirk=True,
         )
 
-    def between(self, start_s: float, end_s: float) -> "EncodedVideo":
+    def between(self, start_s: float, end_s: float) -> EncodedVideo:
         """The frames held whose time lies in [start_s, end_s], as a video of their own:
         a question about that part of the video needs no decoding and no encoding."""
         inside = (self.timestamps >= start_s) & (self.timestamps <= end_s)
@@ -87,7 +87,7 @@ class EncodedVideo:
         return save_tensors(tensors, metadata={_META_KEY: json.dumps(self._meta(), sort_keys=True)})
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "EncodedVideo":
+    def from_bytes(cls, data: bytes) -> EncodedVideo:
         try:
             (header_len,) = struct.unpack("<Q", data[:8])
             header = json.loads(data[8 : 8 + header_len])

@@ -14,8 +14,8 @@ import httpcore
 import httpx
 from httpcore._backends.auto import AutoBackend
 
-from server.ingest.errors import UrlNotAllowed, UrlUnreachable
 from server.ingest.addresses import refusal
+from server.ingest.errors import UrlNotAllowed, UrlUnreachable
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 

@@ -31,8 +31,8 @@ import numpy as np
 
 from models.arithmetic import FrameSampler, SamplingMode
 from models.frames import Frame
-from server.ingest.errors import DecodeTimeout, NotAVideo, VideoTooLong
 from server.ingest.channel import Channel
+from server.ingest.errors import DecodeTimeout, NotAVideo, VideoTooLong
 from server.ingest.probe import VideoInfo, open_video
 
 TARGETS_PER_RUN = 24  # sampled frames a run gathers before a new one may start

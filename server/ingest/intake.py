@@ -19,8 +19,19 @@ from fastapi import Request
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
-from server.ingest.errors import DiskFull, EmptyVideo, FetchFailed, FetchTimeout, IngestError, InvalidUrl, MalformedUpload, SpoolFull, UrlNotAllowed, VideoTooLarge
 from server.ingest.connect import Resolver, guarded_transport, system_resolver
+from server.ingest.errors import (
+    DiskFull,
+    EmptyVideo,
+    FetchFailed,
+    FetchTimeout,
+    IngestError,
+    InvalidUrl,
+    MalformedUpload,
+    SpoolFull,
+    UrlNotAllowed,
+    VideoTooLarge,
+)
 from server.settings import Settings
 
 

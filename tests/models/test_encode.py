@@ -26,7 +26,7 @@ def test_static_video_keeps_only_each_windows_middle_frame(model, static_long_vi
 
 def test_pruning_takes_the_batch_in_one_call_and_the_towers_take_chunks(
         model, static_long_video: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    import models.encode as encode
+    from models import encode
 
     pruned: list[int] = []
     towers: list[int] = []

@@ -6,9 +6,9 @@ import httpcore
 import pytest
 
 from server.errors import as_api_error
-from server.ingest.errors import IngestError, UrlNotAllowed
 from server.ingest.addresses import refusal
 from server.ingest.connect import GuardedBackend
+from server.ingest.errors import IngestError, UrlNotAllowed
 from server.ingest.intake import check_url
 from server.settings import Settings
 
