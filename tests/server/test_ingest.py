@@ -73,7 +73,9 @@ def test_an_ingest_says_what_it_does_in_the_log(app_server: ServerThread, video_
     holder.start()
     time.sleep(0.2)
     video_id = upload(app_server, video.read_bytes()).json()["id"]
-    time.sleep(0.8)  # a progress tick while the job waits for the device
+    deadline = time.monotonic() + 10  # a progress tick while the job waits for the device
+    while not any("video done" in r.getMessage() for r in caplog.records) and time.monotonic() < deadline:
+        time.sleep(0.05)
     release.set()
     assert app_server.wait_ready(video_id)["status"] == "ready"
     lines = [r.getMessage() for r in caplog.records if r.name == "longvu.jobs" and video_id[:12] in r.getMessage()]
