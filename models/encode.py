@@ -100,7 +100,7 @@ def encode_video(
     progress: Callable[[float, int, int], None] | None = None,
     device_step: DeviceStep | None = None,
 ) -> EncodedVideo:
-    """`progress` is called after every batch with the presentation time reached, the
+    """`progress` is called after every tower chunk with the presentation time reached, the
     frames through the towers and the frames under the DINO threshold so far.
     `device_step` runs each piece of model work (a server hands it to its device
     scheduler, so that questions interleave with a long ingest); by default, in place."""
@@ -137,7 +137,11 @@ def encode_video(
                 return model.towers.encode_dino(chunk_pixels())
             return dino_chunk
 
-        maps = [on_device(dino_step(chunk)) for chunk in chunks]
+        maps = []
+        for chunk in chunks:
+            maps.append(on_device(dino_step(chunk)))
+            if progress:
+                progress(batch[chunk[-1]].pts_s, sampled + chunk.stop, survived)
 
         @torch.inference_mode()
         def prune() -> tuple[torch.Tensor, list[bool]]:

@@ -43,10 +43,13 @@ def test_pruning_takes_the_batch_in_one_call_and_the_towers_take_chunks(
     monkeypatch.setattr(encode, "window_prune", counting_prune)
     monkeypatch.setattr(model.towers, "encode_dino", counting_dino)
     steps: list[str] = []
+    through: list[int] = []
     encoded = encode_video(model, sample_frames(static_long_video),
+                           progress=lambda pts, encoded, survived: through.append(encoded),
                            device_step=lambda work: (steps.append(work.__name__), work())[1])
     assert pruned == [150]  # 150 small frames: one batch, its 10 windows in one call
     assert towers == [64, 64, 22]  # one device step a chunk
+    assert through[:3] == [64, 128, 150]  # progress after every chunk, not only every batch
     assert steps == ["dino_chunk"] * 3 + ["prune"] + ["fuse_chunk"] * 3  # survivors in each chunk
     assert encoded.frame_indices.tolist() == [start + 8 for start in range(0, 144, 16)] + [147]
 
