@@ -150,7 +150,7 @@ def encode_video(
             return dino, window_prune(dino, cfg.dino_threshold, WINDOW)[0].tolist()
 
         dino, keep = on_device(prune)
-        maps.clear()
+        maps.clear()  # with several chunks `dino` is their copy: free the chunks before the fuse steps
         survived += sum(keep)
         sampled += len(batch)
         pruning = sampled >= prune_from

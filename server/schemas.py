@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from models.arithmetic import Regime
+
 RENAMED = "deprecated, removed in the next release: the same as "
 
 
@@ -94,7 +96,7 @@ class Compression(BaseModel):
     frames_survived_dino: int
     frames_used: int = Field(description="frames this question's answer saw")
     frames_kept: int = Field(deprecated=True, description=RENAMED + "frames_used")
-    regime: Literal["high", "query", "stc"]
+    regime: Regime
     stc_applied: bool
     highres_frames: int
     visual_tokens_before: int

@@ -148,13 +148,13 @@ class Demuxer:
             stream.thread_count = self.threads
             if self.threads > 1:
                 stream.thread_type = "AUTO"
-            self.used = False
         return self.container
 
     def close(self) -> None:
         if self.container is not None:
             self.container.close()
             self.container = None
+            self.used = False
 
     def pictures(self, run: Run, deadline: float) -> Iterator[tuple[int, np.ndarray]]:
         """The run's sampled frames, decoding from its keyframe only what they depend on:
@@ -287,4 +287,3 @@ class Decoder:
         finally:
             for demuxer in demuxers:
                 demuxer.close()
-
