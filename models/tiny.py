@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -200,6 +201,31 @@ def write_tiny_checkpoint(out_dir: Path) -> Path:
     tensors = {k: v.contiguous() for k, v in llm.state_dict().items()}
     tensors.update({f"model.{k}": v.contiguous() for k, v in connector.state_dict().items()})
     save_file(tensors, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
+    return out_dir
+
+
+def word_token_ids(tokenizer: PreTrainedTokenizerFast) -> list[int]:
+    """Tokens that are a whole word of the corpus after a space."""
+    words = {w for line in CORPUS for w in re.findall(r"[A-Za-z]+", line) if len(w) > 1}
+    return sorted(i for token, i in tokenizer.get_vocab().items() if token.startswith("\u0120") and token[1:] in words)
+
+
+def write_demo_checkpoint(out_dir: Path) -> Path:
+    """The tiny checkpoint with an output head that speaks in words: only the rows of whole
+    words and the end of turn are left, scaled so that one of them wins, and a strong
+    repetition penalty, so that the demo's greedy answers read as random words (not as
+    bytes that decode to broken UTF-8, nor one word over and over)."""
+    out_dir = write_tiny_checkpoint(out_dir)
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(out_dir))
+    weights = out_dir / "model.safetensors"
+    tensors = load_file(str(weights))
+    keep = [*word_token_ids(tokenizer), tokenizer.convert_tokens_to_ids("<|im_end|>")]
+    head = torch.zeros_like(tensors["lm_head.weight"])
+    head[keep] = tensors["lm_head.weight"][keep] * 30.0
+    tensors["lm_head.weight"] = head
+    save_file(tensors, str(weights), metadata={"format": "pt"})
+    generation = json.loads((out_dir / "generation_config.json").read_text())
+    _json(out_dir / "generation_config.json", dict(generation, repetition_penalty=5.0))
     return out_dir
 
 

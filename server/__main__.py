@@ -1,4 +1,5 @@
-"""`python -m server [--host H] [--port P]`: everything else comes from LONGVU_* variables."""
+"""`python -m server [--host H] [--port P] [--log-level L]`: everything else comes from
+LONGVU_* environment variables, listed by `--help`."""
 
 from __future__ import annotations
 
@@ -9,19 +10,38 @@ import sys
 import uvicorn
 
 from server.app import create_app
+from server.connections import uvicorn_config
+from server.settings import Settings
+
+
+def settings_help() -> str:
+    lines = ["settings (environment variables):"]
+    for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        shown = "" if default is None or default == [] else f" (default: {default})"
+        lines.append(f"  LONGVU_{name.upper()}\n      {field.description}{shown}")
+    return "\n".join(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="LongVU server")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--log-level", default="info")
+    parser = argparse.ArgumentParser(
+        prog="python -m server", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="The LongVU server: upload or link videos, ask questions about them, read the answers as they "
+                    "stream. With no LONGVU_CHECKPOINT it serves a tiny random demo model; with no LONGVU_REDIS_URL "
+                    "it caches in process.",
+        epilog=settings_help() + "\n\nThe README explains each setting.")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s; "
+                        "0.0.0.0 for every interface)")
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on (default: %(default)s)")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                        help="server log level (default: %(default)s)")
     args = parser.parse_args()
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # The model worker hands every token to the event loop thread: switch threads sooner
     # than the default 5 ms so that hand-off does not wait on the interpreter lock.
     sys.setswitchinterval(0.001)
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_level=args.log_level)
+    settings = Settings()
+    uvicorn.Server(uvicorn_config(create_app(settings), settings, args.host, args.port, args.log_level)).run()
 
 
 if __name__ == "__main__":

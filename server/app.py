@@ -6,18 +6,24 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.auth import ApiKeyMiddleware
-from server.errors import install_error_handlers
+from server.errors import JsonErrors, install_error_handlers
 from server.limits import RequestLimits
 from server.openai import api_router as openai_api
+from server.openai.protocol import ChatCompletionRequest
 from server.routes import ask, events, health, videos
+from server.schemas import AskRequest
 from server.services import build_services
 from server.settings import Settings
 
@@ -49,16 +55,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(openai_api.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def page() -> FileResponse:
         """A page for people: upload, watch the ingest, ask, read the answer as it streams."""
         return FileResponse(STATIC / "index.html")
 
+    @app.api_route("/favicon.ico", methods=["GET", "HEAD"], include_in_schema=False)
+    async def favicon() -> FileResponse:
+        return FileResponse(STATIC / "favicon.ico", media_type="image/x-icon")
+
+    app.openapi = lambda: openapi_with(app, [AskRequest, ChatCompletionRequest])  # type: ignore[method-assign]
     app.add_middleware(RequestLimits, settings=settings)
+    app.add_middleware(JsonErrors)
     app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys)
     # Added last, so outermost: refused requests (401) are counted too.
     app.add_middleware(RequestCounter)
     return app
+
+
+def openapi_with(app: FastAPI, bodies: list[type[BaseModel]]) -> dict[str, Any]:
+    """FastAPI's document plus the request bodies our routes parse themselves (off the event
+    loop, see `server.routes.json_body`), which FastAPI cannot see."""
+    if app.openapi_schema is None:
+        document = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        _, defs = models_json_schema([(model, "validation") for model in bodies],
+                                     ref_template="#/components/schemas/{model}")
+        document.setdefault("components", {}).setdefault("schemas", {}).update(defs.get("$defs", {}))
+        app.openapi_schema = document
+    return app.openapi_schema
 
 
 class RequestCounter:

@@ -8,7 +8,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.errors import error_response
 
-OPEN_PATHS = {"/healthz", "/readyz", "/metrics", "/"}  # and the page's files under /static/
+OPEN_PATHS = {"/healthz", "/readyz", "/metrics", "/", "/favicon.ico"}  # and the page's files under /static/
 
 
 def key_matches(presented: bytes, keys: list[str]) -> bool:

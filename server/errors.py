@@ -1,13 +1,21 @@
-"""JSON errors: `{"error": {"code", "message"}}` with a fitting status, never a stack trace."""
+"""JSON errors: `{"error": {"code", "message", "param"}}` with a fitting status, never a stack
+trace; a validation error names the field it is about (`param`)."""
 
 from __future__ import annotations
 
 import logging
 
+import json
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.ingest import errors as ingest
 
@@ -15,9 +23,10 @@ log = logging.getLogger("longvu.errors")
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None,
+                 param: str | None = None) -> None:
         super().__init__(message)
-        self.status, self.code, self.message, self.headers = status, code, message, headers
+        self.status, self.code, self.message, self.headers, self.param = status, code, message, headers, param
 
 
 class CacheUnavailable(ApiError):
@@ -59,18 +68,54 @@ def openai_type(status: int) -> str:
     return _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
 
 
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None,
-                   path: str = "") -> JSONResponse:
+def error_body(status: int, code: str, message: str, path: str, param: str | None = None) -> dict:
     """Our shape, or OpenAI's (`message`, `type`, `param`, `code`) under /v1/."""
     if path.startswith(OPENAI_PREFIX):
-        body = {"error": {"message": message, "type": openai_type(status), "param": None, "code": code}}
-    else:
-        body = {"error": {"code": code, "message": message}}
-    return JSONResponse(body, status_code=status, headers=headers)
+        return {"error": {"message": message, "type": openai_type(status), "param": param, "code": code}}
+    return {"error": {"code": code, "message": message, "param": param}}
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None,
+                   path: str = "", param: str | None = None) -> JSONResponse:
+    return JSONResponse(error_body(status, code, message, path, param), status_code=status, headers=headers)
 
 
 _HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large",
-               401: "unauthorized"}
+               401: "unauthorized", 416: "range_not_satisfiable"}
+_UNION_BRANCHES = {"str", "constrained-str", "int", "float", "bool", "list", "dict", "none"}
+
+
+def field_path(loc: Sequence[int | str]) -> str:
+    """`messages.0.content` from pydantic's location: no `body` prefix, no union branch
+    names (`str`, `list[...]`), a tagged union's tag not repeated (`text.text`)."""
+    parts: list[str] = []
+    for item in loc:
+        name = str(item)
+        if (not parts and name == "body") or "[" in name or name in _UNION_BRANCHES:
+            continue
+        if parts and parts[-1] == name:
+            continue
+        parts.append(name)
+    return ".".join(parts)
+
+
+def most_telling(errors: Sequence[Any]) -> Any:
+    """Of a union's failures, the one about the value's content, not the branches whose type
+    did not match (a 1 MB string is "too long", not "not a list")."""
+    telling = [e for e in errors if not str(e.get("type", "")).endswith("_type")]
+    return max(telling, key=lambda e: len(e.get("loc", ())), default=errors[0])
+
+
+def validation_error(errors: Sequence[Any]) -> tuple[str | None, str]:
+    """The field an invalid body is about, and a message that names it."""
+    if not errors:
+        return None, "the request body is invalid"
+    first = most_telling(errors)
+    param = field_path(first.get("loc", ())) or None
+    msg = str(first.get("msg", "invalid"))
+    if first.get("type") == "missing":
+        msg = "this field is required"
+    return param, f"{param}: {msg}" if param else f"the request body: {msg}"
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -78,15 +123,14 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ingest.IngestError)
     async def _api(request: Request, exc: ApiError | ingest.IngestError) -> JSONResponse:
         error = as_api_error(exc)
-        return error_response(error.status, error.code, error.message, error.headers, request.url.path)
+        return error_response(error.status, error.code, error.message, error.headers, request.url.path, error.param)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        message = f"{where}: {first.get('msg', 'invalid')}" if where else str(first.get("msg", "invalid body"))
+        param, message = validation_error(exc.errors())
         path = request.url.path  # OpenAI answers a malformed request with 400
-        return error_response(400 if path.startswith(OPENAI_PREFIX) else 422, "invalid_request", message, None, path)
+        return error_response(400 if path.startswith(OPENAI_PREFIX) else 422, "invalid_request", message, None, path,
+                              param)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -97,3 +141,43 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
         return error_response(500, "internal_error", "the server hit an unexpected error", None, request.url.path)
+
+
+class JsonErrors:
+    """Every error the app can answer is JSON: an error response with another body (the
+    static files' range errors, a framework's plain-text refusal) is rewritten in our shape,
+    its status and headers kept."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] == "HEAD":
+            await self.app(scope, receive, send)
+            return
+        held: Message | None = None
+        text = b""
+
+        async def rewriting_send(message: Message) -> None:
+            nonlocal held, text
+            if message["type"] == "http.response.start":
+                content_type = MutableHeaders(raw=list(message["headers"])).get("content-type", "")
+                if message["status"] >= 400 and not content_type.startswith("application/json"):
+                    held = message  # sent with the JSON body once the original body is read
+                    return
+            if held is None:
+                await send(message)
+                return
+            text += message.get("body", b"")
+            if message.get("more_body", False):
+                return
+            status = held["status"]
+            detail = text.decode("utf-8", "replace").strip()[:500] or HTTPStatus(status).phrase
+            body = json.dumps(error_body(status, _HTTP_CODES.get(status, "http_error"), detail, scope["path"])).encode()
+            headers = MutableHeaders(raw=list(held["headers"]))
+            headers["content-type"] = "application/json"
+            headers["content-length"] = str(len(body))
+            await send({**held, "headers": headers.raw})
+            await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, rewriting_send)

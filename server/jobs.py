@@ -141,10 +141,12 @@ class JobRunner:
             "width": info.width, "height": info.height, "created_at": time.time(), "updated_at": time.time(),
         }
         try:
-            await self.store.put_status(video_id, status)
+            written = await self.store.put_status(video_id, status, self.owner)
         except CacheUnavailable:
             await self._release(video_id)
             raise
+        if not written:  # deleted (or taken over) in between: someone else's now
+            return None
         job = self.jobs[video_id] = Job()
         task = asyncio.create_task(self._run(received, info, status, job))
         self.tasks.add(task)
@@ -214,9 +216,8 @@ class JobRunner:
                 code, message = "ingest_failed", f"the video could not be processed ({type(exc).__name__})"
             self.metrics.videos_encoded.labels("failed").inc()
             failed = dict(status, status="failed", error=message, error_code=code, updated_at=time.time())
-            try:
-                if await self._retrying(lambda: self.store.renew_lease(video_id, self.owner, self.settings.lease_s)):
-                    await self._retrying(lambda: self.store.put_status(video_id, failed))
+            try:  # not when the video was deleted or taken over meanwhile
+                await self._retrying(lambda: self.store.put_status(video_id, failed, self.owner))
             except CacheUnavailable:
                 log.warning("could not record a failed job; its lease expiry will show it")
         finally:
@@ -276,7 +277,10 @@ class JobRunner:
                 update = live_progress(job.progress, duration, status["progress"])
                 if any(status.get(k) != v for k, v in update.items()):
                     status.update(update, updated_at=time.time())
-                    await self.store.put_status(video_id, status)
+                    if not await self.store.put_status(video_id, status, self.owner):
+                        log.info("job for video %s: deleted or taken over; stopping it", video_id[:12])
+                        job.cancel.set()
+                        return
             except CacheUnavailable:
                 log.warning("cache unreachable while a job runs; progress not recorded")
 

@@ -1,6 +1,6 @@
-"""Request limits enforced before a route reads anything: header size, body size by route
-(a declared length over the limit is refused at once, a body that outgrows it while
-streaming stops there), and a read timeout between the pieces of a body."""
+"""Request limits enforced before a route reads anything: unambiguous framing, header size,
+body size by route (a declared length over the limit is refused at once, a body that
+outgrows it while streaming stops there), and a read timeout between the pieces of a body."""
 
 from __future__ import annotations
 
@@ -34,6 +34,14 @@ class RequestLimits:
             return
         path = scope["path"]
         headers = scope["headers"]
+        names = [name for name, _ in headers]
+        if names.count(b"content-length") > 1 or (b"content-length" in names and b"transfer-encoding" in names):
+            # RFC 9112 6.3: a proxy in front may frame this body otherwise, so what follows on
+            # the connection cannot be trusted; refuse and close it (request smuggling).
+            await error_response(400, "ambiguous_framing", "a request may carry one Content-Length or a "
+                                 "Transfer-Encoding, not both or several", {"Connection": "close"},
+                                 path)(scope, receive, send)
+            return
         if len(headers) > HEADER_COUNT or sum(len(k) + len(v) for k, v in headers) > HEADER_BYTES:
             await error_response(431, "headers_too_large", "the request headers are too large",
                                  None, path)(scope, receive, send)

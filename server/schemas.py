@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from models.arithmetic import Regime
 
@@ -21,6 +22,19 @@ def fill_renamed(data: Any, renames: dict[str, str]) -> Any:
         value = data.get(new, data.get(old))
         data[new] = data[old] = value
     return data
+
+
+MAX_NEW_TOKENS_DOC = "at most LONGVU_MAX_NEW_TOKENS (4096 unless configured)"
+
+
+def within_token_limit(value: int | None, info: ValidationInfo) -> int | None:
+    """One limit for the tokens a question may ask for: the server's setting, given as
+    validation context by the route."""
+    limit = (info.context or {}).get("max_new_tokens")
+    if value is not None and limit is not None and value > limit:
+        raise PydanticCustomError("too_many_tokens", "at most {limit} tokens on this server (LONGVU_MAX_NEW_TOKENS)",
+                                  {"limit": limit})
+    return value
 
 
 class VideoUrl(BaseModel):
@@ -64,7 +78,7 @@ class VideoStatus(BaseModel):
 class AskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     question: str = Field(min_length=1, max_length=32_000)
-    max_new_tokens: int = Field(128, ge=1, le=32768)  # and at most LONGVU_MAX_NEW_TOKENS
+    max_new_tokens: int = Field(128, ge=1, description=MAX_NEW_TOKENS_DOC)
     temperature: float = Field(0.0, ge=0.0, le=5.0, description="0: greedy, as LongVU answers")
     top_p: float | None = Field(None, gt=0.0, le=1.0, description="default: the checkpoint's generation config")
     top_k: int | None = Field(None, ge=0, le=1_000_000, description="default: the checkpoint's; 0 turns it off")
@@ -74,6 +88,8 @@ class AskRequest(BaseModel):
     ignore_eos: bool = False
     start_s: float | None = Field(None, ge=0.0, le=1e7, description="ask about the video from this second on")
     end_s: float | None = Field(None, ge=0.0, le=1e7, description="... up to this second (inclusive)")
+
+    _tokens = field_validator("max_new_tokens")(within_token_limit)
 
 
 class Usage(BaseModel):
@@ -122,6 +138,7 @@ class Answer(BaseModel):
 class ErrorDetail(BaseModel):
     code: str
     message: str
+    param: str | None = Field(None, description="the request field the error is about, if one is")
 
 
 class ErrorBody(BaseModel):

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from models.model import LongVU, load_longvu
-from models.tiny import write_tiny_checkpoint
+from models.tiny import write_demo_checkpoint
 from server.cache.hot import HotVideos
 from server.cache.memory_store import MemoryStore
 from server.cache.redis_store import RedisStore
@@ -44,10 +44,10 @@ def resolve_device(setting: str) -> torch.device:
 
 def demo_checkpoint(directory: Path) -> str:
     if not (directory / "config.json").exists():
-        write_tiny_checkpoint(directory)
+        write_demo_checkpoint(directory)
     log.warning(
         "=" * 70 + "\nNO MODEL CONFIGURED: serving the tiny random-weight demo checkpoint from %s.\n"
-        "Answers are random text. Set LONGVU_CHECKPOINT (and the tower settings) for real answers.\n" + "=" * 70,
+        "Answers are random words. Set LONGVU_CHECKPOINT (and the tower settings) for real answers.\n" + "=" * 70,
         directory,
     )
     return str(directory)

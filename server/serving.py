@@ -95,24 +95,25 @@ def time_range(encoded: EncodedVideo, start_s: float | None, end_s: float | None
         return encoded
     start = 0.0 if start_s is None else start_s
     end = encoded.duration_s if end_s is None else end_s
-    if end <= start:
-        raise ApiError(422, "invalid_range", f"end_s ({end}) must be after start_s ({start})")
+    if end < start:  # both bounds inclusive: start_s == end_s asks about one instant
+        raise ApiError(422, "invalid_range", f"end_s ({end}) must not be before start_s ({start})")
     part = encoded.between(start, end)
     if part.frames_sampled == 0:
         raise ApiError(422, "empty_range", f"no cached frame lies between {start} s and {end} s")
     return part
 
 
-def check_prompt(svc: Services, question: str | Conversation, max_new_tokens: int) -> None:
-    if max_new_tokens > svc.settings.max_new_tokens:
-        raise ApiError(422, "invalid_request", f"max_new_tokens: at most {svc.settings.max_new_tokens}")
+async def check_prompt(svc: Services, question: str | Conversation) -> None:
+    """The prompt leaves room for the video. Tokenizing takes time in proportion to the
+    text, so it runs off the event loop."""
     cfg = svc.model.config
     try:
-        n = len(prompt_ids(svc.model.tokenizer, cfg, question))
+        n = len(await run_in_threadpool(prompt_ids, svc.model.tokenizer, cfg, question))
     except ValueError as exc:
         raise ApiError(422, "invalid_request", str(exc)) from exc
     if not arithmetic.leaves_room(cfg, n):
-        raise ApiError(422, "question_too_long", f"the prompt takes {n} tokens, leaving no room for the video")
+        raise ApiError(422, "question_too_long", f"the prompt takes {n} tokens, leaving no room for the video",
+                       param="question" if isinstance(question, str) else "messages")
 
 
 def start_ask(svc: Services, encoded: EncodedVideo, question: str | Conversation, params: SamplingParams,

@@ -14,60 +14,75 @@ CommaList = Annotated[list[str], NoDecode]  # "a, b" in the environment
 
 
 class Settings(BaseSettings):
+    """Each field is LONGVU_<NAME>; its description is what `python -m server --help` prints."""
+
     model_config = SettingsConfigDict(env_prefix="LONGVU_", extra="ignore")
 
     # Model. No checkpoint: the tiny random demo model, generated into demo_dir.
-    checkpoint: str | None = None
-    siglip: str | None = None
-    dino: str | None = None
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
-    demo_dir: Path = Path.home() / ".cache" / "longvu" / "tiny"
-    size_quirk: bool = True
-    sampling: SamplingMode = "exact"  # 1-fps rule: ours, or the reference's index stepping
+    checkpoint: str | None = Field(None, description="LongVU checkpoint directory or hub id (none: the tiny demo)")
+    siglip: str | None = Field(None, description="SigLIP tower (siglip/ beside the checkpoint, else the hub's)")
+    dino: str | None = Field(None, description="DINOv2 tower (dino/ beside the checkpoint, else the hub's)")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto, cpu or cuda")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        "auto", description="auto (fp16 on a GPU, fp32 on CPU), bfloat16, float16 or float32")
+    demo_dir: Path = Field(Path.home() / ".cache" / "longvu" / "tiny",
+                           description="where the demo checkpoint is generated")
+    size_quirk: bool = Field(True, description="the reference's frame-size quirk (README, fidelity)")
+    sampling: SamplingMode = Field("exact", description="1-fps rule: exact (each whole second) or reference")
 
     # Cache. No Redis URL: an in-process LRU bounded in bytes.
-    redis_url: str | None = None
-    memory_cache_bytes: int = 2 << 30
-    hot_cache_bytes: int = 2 << 30  # decoded videos kept in process in front of the store
-    cache_ttl_s: int = 7 * 24 * 3600
-    lease_s: float = 30.0
+    redis_url: str | None = Field(None, description="e.g. redis://redis:6379/0 (none: in-process cache)")
+    memory_cache_bytes: int = Field(2 << 30, description="bound of the in-process cache (no Redis)")
+    hot_cache_bytes: int = Field(2 << 30, description="decoded videos kept in process in front of the store")
+    cache_ttl_s: int = Field(7 * 24 * 3600, description="lifetime of cached tokens and statuses")
+    lease_s: float = Field(30.0, description="ingest job lease; a crashed job shows as failed after it")
 
     # Intake limits.
-    max_upload_bytes: int = 4 << 30
-    max_duration_s: float = 4 * 3600.0
-    max_width: int = 7680
-    max_height: int = 4320
-    max_streams: int = 16
-    decode_timeout_s: float = 3600.0
-    decoder_threads: int = Field(2, ge=1)
-    tmp_dir: Path | None = None
-    max_spool_bytes: int = 16 << 30  # uploads on disk at once (received or waiting for a job); 503 beyond
-    max_jobs: int = Field(4, ge=1)  # ingest jobs running at once in this process; 503 beyond
-    body_read_timeout_s: float = Field(60.0, gt=0)  # longest wait for the next piece of a request body (408)
+    max_upload_bytes: int = Field(4 << 30, description="upload and download limit (413)")
+    max_duration_s: float = Field(4 * 3600.0, description="longest video (413)")
+    max_width: int = Field(7680, description="widest picture (413)")
+    max_height: int = Field(4320, description="tallest picture (413)")
+    max_streams: int = Field(16, description="most streams in a container (415)")
+    decode_timeout_s: float = Field(3600.0, description="wall-time budget of one decode")
+    decoder_threads: int = Field(2, ge=1, description="decoder threads in the whole process")
+    tmp_dir: Path | None = Field(None, description="where uploads are spooled (none: the system's temp dir)")
+    max_spool_bytes: int = Field(16 << 30, description="uploads on disk at once, received or waiting for a job "
+                                 "(503 beyond)")
+    max_jobs: int = Field(4, ge=1, description="ingest jobs running at once in this process (503 beyond)")
+    body_read_timeout_s: float = Field(60.0, gt=0, description="longest wait for the next piece of a request "
+                                       "body (408)")
+    header_timeout_s: float = Field(10.0, gt=0, description="longest wait for a request's line and headers "
+                                    "(408, connection closed)")
+    max_connections: int = Field(1000, ge=1, description="open HTTP connections per process (503 and closed "
+                                 "beyond)")
 
     # URL intake.
-    url_allow_private: bool = False
-    url_allowed_hosts: CommaList = []
-    url_connect_timeout_s: float = 10.0
-    url_read_timeout_s: float = 30.0
-    url_total_timeout_s: float = 600.0
-    url_max_redirects: int = 5
+    url_allow_private: bool = Field(False, description="fetch from loopback and private addresses (never "
+                                    "link-local or metadata)")
+    url_allowed_hosts: CommaList = Field([], description="comma-separated host allow-list (none: any host)")
+    url_connect_timeout_s: float = Field(10.0, description="URL fetch connect timeout")
+    url_read_timeout_s: float = Field(30.0, description="URL fetch read timeout")
+    url_total_timeout_s: float = Field(600.0, description="URL fetch total timeout")
+    url_max_redirects: int = Field(5, description="redirects followed, each hop checked again")
 
     # Asking.
-    max_queue: int = Field(64, ge=0)  # questions waiting for the model; beyond it: 429
-    max_running: int = Field(16, ge=1)  # questions answering at once: KV slots, the decode batch
-    max_new_tokens: int = Field(4096, ge=1, le=32768)  # the most a question may ask for; sizes the KV slots
-    prefill_chunk: int = Field(512, ge=16)  # prompt positions per prefill step: bounds the stall of others
-    cuda_graphs: bool = True  # decode steps as captured CUDA graphs (GPU only)
-    sse_ping_s: float = 15.0
+    max_queue: int = Field(64, ge=0, description="questions waiting for the model (429 beyond)")
+    max_running: int = Field(16, ge=1, description="questions answering at once: KV slots, the decode batch")
+    max_new_tokens: int = Field(4096, ge=1, le=32768, description="the most tokens a question may ask for "
+                                "(sizes the KV slots)")
+    prefill_chunk: int = Field(512, ge=16, description="prompt positions per prefill step: bounds how long "
+                               "running answers stall")
+    cuda_graphs: bool = Field(True, description="decode steps as captured CUDA graphs (GPU only)")
+    sse_ping_s: float = Field(15.0, description="keep-alive comment interval on idle streams")
 
-    # OpenAI-compatible endpoint. No name: the checkpoint's directory or hub id.
-    served_model_name: str | None = None
-    chat_ingest_wait_s: float = Field(900.0, gt=0)  # how long a chat request waits for its video's ingest
+    # OpenAI-compatible endpoint.
+    served_model_name: str | None = Field(None, description="model id of the OpenAI-compatible API (none: the "
+                                          "checkpoint's name)")
+    chat_ingest_wait_s: float = Field(900.0, gt=0, description="how long a chat request waits for its video's "
+                                      "ingest (504 after)")
 
-    # Every endpoint but /healthz, /readyz and /metrics needs one of these as a Bearer token.
-    api_keys: CommaList = []
+    # Every endpoint but /healthz, /readyz, /metrics and the page needs one of these as a Bearer token.
+    api_keys: CommaList = Field([], description="comma-separated keys for Authorization: Bearer (none: open)")
 
     @field_validator("url_allowed_hosts", "api_keys", mode="before")
     @classmethod

@@ -16,6 +16,7 @@ import httpx
 import uvicorn
 
 from server.app import create_app
+from server.connections import uvicorn_config
 from server.engine import Engine
 from server.services import Services
 from server.settings import Settings
@@ -93,8 +94,7 @@ class ServerThread:
         self.settings = settings
         self.port = free_port()
         self.app = create_app(settings)
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
-        self.server = uvicorn.Server(config)
+        self.server = uvicorn.Server(uvicorn_config(self.app, settings, "127.0.0.1", self.port, "warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property

@@ -52,8 +52,15 @@ class MemoryStore:
             return None
         return status
 
-    async def put_status(self, video_id: str, status: dict) -> None:
+    async def put_status(self, video_id: str, status: dict, owner: str) -> bool:
+        if not self._holds(video_id, owner):
+            return False
         self._status[video_id] = (dict(status), time.monotonic() + self.ttl_s)
+        return True
+
+    def _holds(self, video_id: str, owner: str) -> bool:
+        held = self._leases.get(video_id)
+        return held is not None and held[0] == owner and held[1] > time.monotonic()
 
     async def delete(self, video_id: str) -> bool:
         found = video_id in self._tokens or video_id in self._status
@@ -98,12 +105,10 @@ class MemoryStore:
         return True
 
     async def finish(self, video_id: str, owner: str, tokens: bytes, status: dict) -> bool:
-        info = await self.lease_info(video_id)
-        if info is None or info[0] != owner:
+        if not self._holds(video_id, owner):
             return False
         await self.put_tokens(video_id, tokens)
-        await self.put_status(video_id, status)
-        return True
+        return await self.put_status(video_id, status, owner)
 
     async def ping(self) -> bool:
         return True

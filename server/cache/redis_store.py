@@ -18,6 +18,9 @@ _RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpi
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 _TAKE = ("if redis.call('get', KEYS[1]) == ARGV[1] then "
          "return redis.call('set', KEYS[1], ARGV[2], 'PX', ARGV[3]) and 1 end return 0")
+_PUT_STATUS = ("if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end "
+               "redis.call('set', KEYS[2], ARGV[2], 'EX', ARGV[3]) return 1")
+_DELETE = "local found = redis.call('del', KEYS[1], KEYS[2]) redis.call('del', KEYS[3]) return found"
 _FINISH = ("if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end "
            "redis.call('set', KEYS[2], ARGV[2], 'EX', ARGV[4]) "
            "redis.call('set', KEYS[3], ARGV[3], 'EX', ARGV[4]) return 1")
@@ -49,15 +52,18 @@ class RedisStore:
         raw = await self._call(self.client.get(self.keys.status(video_id)))
         return json.loads(raw) if raw else None
 
-    async def put_status(self, video_id: str, status: dict) -> None:
-        await self._call(self.client.set(self.keys.status(video_id), json.dumps(status), ex=self.ttl_s))
+    async def put_status(self, video_id: str, status: dict, owner: str) -> bool:
+        keys = self.keys
+        done = await self._call(self.client.eval(
+            _PUT_STATUS, 2, keys.lease(video_id), keys.status(video_id), owner, json.dumps(status), self.ttl_s))
+        return bool(done)
 
     async def delete(self, video_id: str) -> bool:
-        """Removes the lease too: a job running anywhere then stops at its next renewal."""
+        """Removes the lease too: a job running anywhere can write nothing more and stops."""
         keys = self.keys
-        removed = await self._call(self.client.delete(keys.tokens(video_id), keys.status(video_id)))
-        await self._call(self.client.delete(keys.lease(video_id)))
-        return removed > 0
+        found = await self._call(self.client.eval(
+            _DELETE, 3, keys.tokens(video_id), keys.status(video_id), keys.lease(video_id)))
+        return bool(found)
 
     async def acquire_lease(self, video_id: str, owner: str, ttl_s: float) -> bool:
         return bool(await self._call(self.client.set(self.keys.lease(video_id), owner, nx=True, px=int(ttl_s * 1000))))

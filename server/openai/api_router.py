@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, Request
 from server.openai import serving
 from server.openai.protocol import ChatCompletion, ChatCompletionRequest, ModelList
 from server.routes.deps import services
+from server.routes.json_body import json_body, openapi_body
 from server.services import Services
 
 router = APIRouter(prefix="/v1")
@@ -19,7 +20,8 @@ async def models(svc: Services = Depends(services)) -> ModelList:
 
 @router.post("/chat/completions", response_model=ChatCompletion, responses={
     200: {"content": {"text/event-stream": {}}, "description": "with `stream: true`, `chat.completion.chunk` "
-          "events, then `data: [DONE]`"}})
-async def chat_completions(body: ChatCompletionRequest, request: Request,  # type: ignore[no-untyped-def]
+          "events, then `data: [DONE]`"}}, openapi_extra=openapi_body(ChatCompletionRequest))
+async def chat_completions(request: Request,  # type: ignore[no-untyped-def]
+                           body: ChatCompletionRequest = Depends(json_body(ChatCompletionRequest)),
                            svc: Services = Depends(services)):
     return await serving.create_chat_completion(svc, body, request)

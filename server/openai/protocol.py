@@ -7,14 +7,24 @@ import time
 import uuid
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
+
+from server.schemas import MAX_NEW_TOKENS_DOC, within_token_limit
 
 LONGVU_SCHEME = "longvu://"  # a video already uploaded, named by its id: longvu://<sha256>
+MAX_TEXT = 64_000  # characters of one text part, or of a message given as a string
+UNSUPPORTED_PARTS = {
+    "image_url": "images are not supported, send a video_url part",
+    "input_audio": "audio is not supported, send a video_url part",
+    "audio_url": "audio is not supported, send a video_url part",
+    "file": "files are not supported, send a video_url part",
+}
 
 
 class TextPart(BaseModel):
     type: Literal["text"]
-    text: str = Field(max_length=64_000)
+    text: str = Field(max_length=MAX_TEXT)
 
 
 class VideoUrl(BaseModel):
@@ -31,8 +41,24 @@ ContentPart = Annotated[TextPart | VideoPart, Field(discriminator="type")]
 
 class ChatMessage(BaseModel):
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[ContentPart] | None = None
+    content: Annotated[str, Field(max_length=MAX_TEXT)] | list[ContentPart] | None = None
     name: str | None = None
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _supported_parts(cls, content: object) -> object:
+        """Say what to send instead of a part we do not take, not which tags exist."""
+        if isinstance(content, list):
+            for part in content:
+                kind = part.get("type") if isinstance(part, dict) else None
+                if kind in UNSUPPORTED_PARTS:
+                    raise PydanticCustomError("unsupported_part", UNSUPPORTED_PARTS[kind])
+        return content
+
+    def parts(self) -> list[TextPart | VideoPart]:
+        if isinstance(self.content, list):
+            return list(self.content)
+        return [TextPart.model_construct(type="text", text=self.content or "")]  # validated as the content
 
 
 class StreamOptions(BaseModel):
@@ -46,8 +72,8 @@ class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
     model: str
     messages: list[ChatMessage] = Field(min_length=1, max_length=256)
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(None, ge=1, description=MAX_NEW_TOKENS_DOC)
+    max_completion_tokens: int | None = Field(None, ge=1, description=MAX_NEW_TOKENS_DOC)
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 (greedy, as LongVU) unless given")
     top_p: float | None = Field(None, gt=0.0, le=1.0)
     top_k: int | None = Field(None, ge=0, le=1_000_000)  # vLLM's extra field
@@ -60,6 +86,8 @@ class ChatCompletionRequest(BaseModel):
     # Extra fields: ask about a part of the video only.
     start_s: float | None = Field(None, ge=0.0, le=1e7)
     end_s: float | None = Field(None, ge=0.0, le=1e7)
+
+    _tokens = field_validator("max_tokens", "max_completion_tokens")(within_token_limit)
 
     @property
     def stops(self) -> list[str]:

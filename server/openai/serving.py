@@ -77,8 +77,7 @@ def parse_messages(messages: list[ChatMessage]) -> Chat:
     video: str | None = None
     for message in messages:
         role = "system" if message.role == "developer" else message.role
-        parts = [TextPart(type="text", text=message.content or "")] if not isinstance(message.content, list) \
-            else message.content
+        parts = message.parts()
         videos = [p.video_url.url for p in parts if isinstance(p, VideoPart)]
         if videos and (role != "user" or video is not None or len(videos) > 1):
             raise ApiError(400, "invalid_request", "a conversation holds exactly one video, in a user message")
@@ -170,7 +169,7 @@ async def create_chat_completion(svc: Services, body: ChatCompletionRequest, req
         raise ApiError(404, "model_not_found", f"the model {body.model!r} does not exist; this server serves {name!r}")
     chat = parse_messages(body.messages)
     max_new = body.max_completion_tokens or body.max_tokens or min(DEFAULT_MAX_TOKENS, svc.settings.max_new_tokens)
-    check_prompt(svc, chat.turns, max_new)
+    await check_prompt(svc, chat.turns)
     params = svc.model.generation.params(max_new, body.temperature, body.top_p, body.top_k,
                                         body.repetition_penalty, body.seed)
     video_id, ready = await resolve_video(svc, chat.video_url)

@@ -12,6 +12,7 @@ from fastapi.sse import KEEPALIVE_COMMENT, EventSourceResponse, format_sse_event
 
 from server.asks import Ask
 from server.routes.deps import services
+from server.routes.json_body import json_body, openapi_body
 from server.routes.videos import check_id
 from server.schemas import Answer, AskRequest, ErrorBody
 from server.services import Services
@@ -43,11 +44,12 @@ def _json(payload: object) -> str:
 @router.post("/videos/{video_id}/ask", response_model=Answer, responses={
     200: {"content": {"text/event-stream": {}}, "description": "`token` events, then one `done` (an Answer) "
           "or `error` event; with `stream: false`, the Answer as JSON"},
-    **{status: {"model": ErrorBody} for status in (401, 404, 409, 422, 429, 500, 503)}})
-async def ask_video(video_id: str, body: AskRequest, request: Request,  # type: ignore[no-untyped-def]
-                    svc: Services = Depends(services)):
+    **{status: {"model": ErrorBody} for status in (401, 404, 409, 413, 415, 422, 429, 500, 503)}},
+    openapi_extra=openapi_body(AskRequest))
+async def ask_video(video_id: str, request: Request,  # type: ignore[no-untyped-def]
+                    body: AskRequest = Depends(json_body(AskRequest)), svc: Services = Depends(services)):
     received_at = time.perf_counter()
-    check_prompt(svc, body.question, body.max_new_tokens)
+    await check_prompt(svc, body.question)
     loading = time.perf_counter()
     encoded = time_range(await load_encoded(svc, check_id(video_id)), body.start_s, body.end_s)
     params = svc.model.generation.params(body.max_new_tokens, body.temperature, body.top_p, body.top_k,

@@ -16,12 +16,12 @@ from server.services import Services
 from server.serving import ingest
 
 router = APIRouter()
-VIDEO_ID = re.compile(r"^[0-9a-f]{64}$")
+VIDEO_ID = re.compile(r"[0-9a-f]{64}")
 MAX_JSON_BODY = 16 * 1024
 
 
 def check_id(video_id: str) -> str:
-    if not VIDEO_ID.match(video_id):
+    if not VIDEO_ID.fullmatch(video_id):  # fullmatch: `$` would let a final newline through
         raise ApiError(404, "not_found", "no such video")
     return video_id
 

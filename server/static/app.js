@@ -19,7 +19,7 @@ const MESSAGES = {
   not_ready: "The video is still being processed.",
   question_too_long: "The question is too long.",
   empty_range: "No frame lies in that time range.",
-  invalid_range: "The end of the range must come after its start.",
+  invalid_range: "The end of the range must not come before its start.",
   worker_dead: "The model worker stopped; the server must be restarted.",
   cache_unavailable: "The cache is unreachable; try again shortly.",
 };
@@ -192,7 +192,7 @@ async function ask(event) {
   $("stop").disabled = false;
   answer.setAttribute("aria-busy", "true");
   const body = {
-    question: $("question").value, max_new_tokens: number("max-tokens") || 256,
+    question: $("question").value, max_new_tokens: number("max-tokens") || 128,
     start_s: number("start"), end_s: number("end"),
   };
   try {

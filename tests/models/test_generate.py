@@ -1,3 +1,5 @@
+import re
+
 import torch
 
 from models.build import build_inputs
@@ -134,3 +136,15 @@ def test_top_k_of_one_is_greedy(model) -> None:  # type: ignore[no-untyped-def]
     greedy = list(generate_ids(model, _embeds(model), SamplingParams(max_new_tokens=8), stop_ids=set()))
     one = SamplingParams(max_new_tokens=8, temperature=3.0, top_k=1, seed=3)
     assert list(generate_ids(model, _embeds(model), one, stop_ids=set())) == greedy
+
+
+def test_the_demo_model_answers_in_words(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from models.model import load_longvu
+    from models.tiny import CORPUS, write_demo_checkpoint
+
+    demo = load_longvu(str(write_demo_checkpoint(tmp_path)))
+    embeds = build_inputs(demo, synthetic_encoded(demo, 4), "What happens?").inputs_embeds
+    answer = "".join(generate_text(demo, embeds, demo.generation.params(40)))
+    words = answer.split()
+    assert len(words) >= 8 and len(set(words)) >= 6, answer  # words, and not one over and over
+    assert set(words) <= {w for line in CORPUS for w in re.findall(r"[A-Za-z]+", line)}, answer

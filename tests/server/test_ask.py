@@ -287,6 +287,8 @@ def test_a_time_range_question_uses_only_that_range(app_server: ServerThread, vi
     assert metric(app_server, "longvu_videos_encoded_total") == encoded  # no encoding
     tail = ask(app_server, video_id, stream=False, start_s=18).json()["compression"]["seconds"]
     assert tail == [18.0, 19.0]
+    instant = ask(app_server, video_id, stream=False, start_s=7, end_s=7)  # both bounds inclusive
+    assert instant.status_code == 200 and instant.json()["compression"]["seconds"] == [7.0]
     for bounds, code in (({"start_s": 30, "end_s": 40}, "empty_range"), ({"start_s": 9, "end_s": 5}, "invalid_range"),
                          ({"start_s": 5.2, "end_s": 5.8}, "empty_range")):
         bad = ask(app_server, video_id, stream=False, **bounds)

@@ -61,7 +61,8 @@ def test_memory_store_is_an_lru_bounded_in_bytes() -> None:
         store = MemoryStore(max_bytes=100, ttl_s=60)
         await store.put_tokens("a", b"x" * 40)
         await store.put_tokens("b", b"y" * 40)
-        await store.put_status("a", {"id": "a", "status": "ready"})
+        assert await store.acquire_lease("a", "job", 60)
+        assert await store.put_status("a", {"id": "a", "status": "ready"}, "job")
         assert await store.get_tokens("a") == b"x" * 40  # a is now the most recent
         await store.put_tokens("c", b"z" * 40)  # evicts b
         assert await store.get_tokens("b") is None
@@ -85,7 +86,10 @@ def test_memory_store_expires_tokens_and_leases() -> None:
         await asyncio.sleep(0.02)
         assert await store.acquire_lease("v", "other", 1)
         assert not await store.renew_lease("v", "me", 1)
-        await store.put_status("s", {"status": "processing"})
+        assert not await store.put_status("v", {"status": "processing"}, "me")  # not the holder: nothing written
+        assert await store.get_status("v") is None
+        assert await store.acquire_lease("s", "me", 1)
+        assert await store.put_status("s", {"status": "processing"}, "me")
         await asyncio.sleep(0.01)
         assert await store.get_status("s") is None  # statuses expire too, as in Redis
 

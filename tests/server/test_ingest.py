@@ -171,7 +171,9 @@ async def _put_status(server: ServerThread, video_id: str, status: dict) -> None
     store = server.services.store
     assert isinstance(store, RedisStore)
     fresh = RedisStore(server.settings.redis_url or "", store.keys, 60)
-    await fresh.put_status(video_id, status)
+    assert await fresh.acquire_lease(video_id, "gone", 60)
+    assert await fresh.put_status(video_id, status, "gone")
+    await fresh.release_lease(video_id, "gone")  # the job died: its status stays, its lease does not
     await fresh.close()
 
 

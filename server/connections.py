@@ -1,0 +1,84 @@
+"""What a connection may cost before it is a request: uvicorn's h11 protocol with a deadline
+for a request's headers (a client trickling bytes, or one that connects and says nothing,
+holds a file descriptor for ever otherwise), a cap on open connections, and JSON refusals
+(uvicorn's own are plain text)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from http import HTTPStatus
+
+import h11
+import uvicorn
+from starlette.types import ASGIApp
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from server.errors import error_body
+from server.settings import Settings
+
+
+def raw_error(status: int, code: str, message: str) -> bytes:
+    """A whole JSON error response that closes the connection, for refusals made before
+    h11 has a request to answer."""
+    body = json.dumps(error_body(status, code, message, "")).encode()
+    head = (f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n")
+    return head.encode() + body
+
+
+class GuardedH11Protocol(H11Protocol):
+    header_timeout_s: float = 10.0
+    max_connections: int = 1000
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.max_connections:
+            self._refuse(503, "too_many_connections", f"this server holds {self.max_connections} connections at "
+                         "most; try again shortly")
+            return
+        self._await_headers()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_header_timer()
+        super().connection_lost(exc)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._await_headers()  # the next request on this connection gets the same deadline
+
+    def send_400_response(self, msg: str) -> None:
+        self._refuse(400, "bad_request", f"malformed HTTP request: {msg}")
+
+    def _await_headers(self) -> None:
+        self._stop_header_timer()
+        if not self.transport.is_closing():
+            self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_late)
+
+    def _stop_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_late(self) -> None:
+        # Still IDLE: no whole request line and headers yet (a request being answered has
+        # moved h11 on, so long answers are never cut).
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self._refuse(408, "header_timeout", f"the request headers did not arrive within {self.header_timeout_s:g} s")
+
+    def _refuse(self, status: int, code: str, message: str) -> None:
+        self._stop_header_timer()
+        self.transport.write(raw_error(status, code, message))
+        self.transport.close()
+
+
+def protocol_for(settings: Settings) -> type[GuardedH11Protocol]:
+    return type("GuardedH11Protocol", (GuardedH11Protocol,), {
+        "header_timeout_s": settings.header_timeout_s, "max_connections": settings.max_connections})
+
+
+def uvicorn_config(app: ASGIApp, settings: Settings, host: str, port: int, log_level: str = "info") -> uvicorn.Config:
+    """How the app is served, by `python -m server` and by the tests alike."""
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
+                          http=protocol_for(settings))
