@@ -144,3 +144,32 @@ def test_hot_copy_is_not_used_once_the_store_lost_the_tokens(app_server: ServerT
         gone = client.post(f"/videos/{video_id}/ask", json=body)
         assert gone.status_code == 404
         assert client.get(f"/videos/{video_id}").status_code == 404  # a ready status without tokens is gone
+
+
+def test_after_a_delete_a_job_can_write_nothing(redis_server: RedisServer) -> None:
+    """The lease goes with the video in one step, and every status a job writes is checked
+    against its lease in the same step: a DELETE sticks on either store."""
+    from server.cache.redis_store import RedisStore
+    from server.cache.store import Keys
+
+    async def scenario(store) -> None:  # type: ignore[no-untyped-def]
+        assert await store.acquire_lease("v", "job", 30)
+        assert await store.put_status("v", {"id": "v", "status": "processing"}, "job")
+        assert await store.delete("v")
+        assert not await store.put_status("v", {"id": "v", "status": "processing"}, "job")
+        assert not await store.finish("v", "job", b"t", {"id": "v", "status": "ready"})
+        assert await store.get_status("v") is None and not await store.has_tokens("v")
+        assert not await store.delete("v")  # nothing left to find
+        assert not await store.put_status("w", {"id": "w"}, "job")  # no lease at all: nothing written
+        assert await store.get_status("w") is None
+
+    redis_store = RedisStore(redis_server.url, Keys("test-delete", "p"), 60)
+    asyncio.run(scenario(MemoryStore(max_bytes=100, ttl_s=60)))
+
+    async def on_redis() -> None:
+        try:
+            await scenario(redis_store)
+        finally:
+            await redis_store.close()
+
+    asyncio.run(on_redis())

@@ -171,6 +171,45 @@ def test_delete_during_processing_cancels_and_nothing_comes_back(
     assert list(spool.iterdir()) == []
 
 
+def status_events(server: ServerThread, video_id: str) -> Iterator[str]:
+    with server.client() as http, http.stream("GET", f"/videos/{video_id}/events") as events:
+        yield from (line for line in events.iter_lines() if line.startswith("data:"))
+
+
+def test_a_delete_during_ingest_sticks(start: Start, redis_server: RedisServer, spool: Path,
+                                      video_dir: Path) -> None:
+    """Progress keeps changing while the job waits for the device (the decoder reads ahead), so
+    its keep-alive writes the status often: none of those writes may bring the video back."""
+    server = start(redis_server, spool)
+    keys = server.services.store.keys  # type: ignore[attr-defined]
+    client = redis.Redis.from_url(redis_server.url)
+    for trial in range(6):
+        video = write_video(video_dir / f"fault-delete-{trial}.mp4", seconds=8, fps=4, seed=300 + trial)
+        release = hold(server)
+        video_id = post(server, video).json()["id"]
+        heard: list[str] = []
+        subscriber = threading.Thread(target=lambda: heard.extend(status_events(server, video_id)), daemon=True)
+        subscriber.start()
+        try:
+            with server.client() as http:
+                time.sleep(0.1 * trial)  # at different points of the keep-alive's cycle
+                assert http.delete(f"/videos/{video_id}").status_code == 204
+                subscriber.join(5)
+                assert heard and '"error_code":"deleted"' in heard[-1], heard[-3:]  # never `job_lost`
+                deadline = time.monotonic() + 1.5  # three keep-alive periods
+                while time.monotonic() < deadline:
+                    assert http.get(f"/videos/{video_id}").status_code == 404
+                    assert not client.exists(keys.status(video_id), keys.tokens(video_id), keys.lease(video_id))
+                    time.sleep(0.05)
+                assert http.get(f"/videos/{video_id}/events").status_code == 404
+        finally:
+            release.set()
+        wait_for(lambda: not server.services.jobs.jobs)
+        with server.client() as http:
+            assert http.get(f"/videos/{video_id}").status_code == 404
+    assert list(spool.iterdir()) == []
+
+
 def test_jobs_and_spooled_bytes_are_bounded(start: Start, redis_server: RedisServer, spool: Path,
                                             video_dir: Path) -> None:
     server = start(redis_server, spool, max_jobs=1)

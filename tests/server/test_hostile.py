@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +18,7 @@ import httpx
 import pytest
 import redis
 
+from server.cache.memory_store import MemoryStore
 from tests.conftest import server_settings
 from tests.harness import ServerThread
 from tests.server.test_ask import upload_ready
@@ -34,6 +35,8 @@ class Case:
     statuses: tuple[int, ...]
     kwargs: dict = field(default_factory=dict)
     code: str | None = None
+    param: str | None = None  # the field the error must name
+    says: str | None = None  # words the message must hold
 
 
 def multipart(parts: list[tuple[bytes, bytes]], boundary: bytes = b"XyZ") -> dict:
@@ -119,10 +122,11 @@ def url_cases() -> list[Case]:
 
 
 def ask_cases() -> list[Case]:
-    def body(name: str, payload: object, statuses: tuple[int, ...] = (422,), code: str | None = None) -> Case:
+    def body(name: str, payload: object, statuses: tuple[int, ...] = (422,), code: str | None = None,
+             param: str | None = None, says: str | None = None, content_type: str = "application/json") -> Case:
         raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         return Case(f"ask {name}", "POST", "/videos/{video}/ask", statuses,
-                    {"content": raw, "headers": {"content-type": "application/json"}}, code)
+                    {"content": raw, "headers": {"content-type": content_type}}, code, param, says)
 
     q = "What?"
     cases = [
@@ -131,8 +135,9 @@ def ask_cases() -> list[Case]:
         body("float seed", {"question": q, "seed": 1.5}),
         body("zero tokens", {"question": q, "max_new_tokens": 0}),
         body("negative tokens", {"question": q, "max_new_tokens": -5}),
-        body("too many tokens", {"question": q, "max_new_tokens": 10**9}),
-        body("tokens over the setting", {"question": q, "max_new_tokens": 5000}),
+        body("too many tokens", {"question": q, "max_new_tokens": 10**9}, param="max_new_tokens", says="at most 4096"),
+        body("tokens over the setting", {"question": q, "max_new_tokens": 5000}, param="max_new_tokens",
+             says="at most 4096"),
         body("string tokens", {"question": q, "max_new_tokens": "many"}),
         body("temperature -1", {"question": q, "temperature": -1}),
         body("temperature 6", {"question": q, "temperature": 6}),
@@ -144,7 +149,7 @@ def ask_cases() -> list[Case]:
         body("null question", {"question": None}),
         body("list question", {"question": ["a", "b"]}),
         body("object question", {"question": {"a": 1}}),
-        body("no question", {}),
+        body("no question", {}, param="question", says="question: this field is required"),
         body("too long question", {"question": "x" * 40_000}),
         body("question too long for the context", {"question": "é" * 6000}, code="question_too_long"),
         body("extra field", {"question": q, "admin": True}),
@@ -153,14 +158,20 @@ def ask_cases() -> list[Case]:
         body("huge end", {"question": q, "end_s": 1e12}),
         body("string start", {"question": q, "start_s": "soon"}),
         body("inverted range", {"question": q, "start_s": 5, "end_s": 1}, code="invalid_range"),
+        body("text/plain body", {"question": q}, (415,), "unsupported_media_type", "content-type",
+             content_type="text/plain"),
+        body("form body", b"question=What", (415,), "unsupported_media_type", "content-type",
+             content_type="application/x-www-form-urlencoded"),
         body("empty range", {"question": q, "start_s": 500, "end_s": 600}, code="empty_range"),
         body("deep nesting", b"[" * 8000 + b"]" * 8000, (400, 422)),
         body("deep object", b'{"question":' * 3000 + b'"x"' + b"}" * 3000, (400, 422)),
-        body("not json", b"{question", (400, 422)),
-        body("empty body", b""),
+        body("not json", b"{question", (400, 422), says="Invalid JSON"),
+        body("empty body", b"", says="the body is empty"),
         body("array body", [1, 2]),
         body("invalid utf8", b'{"question": "\xff\xfe"}', (400, 422)),
         body("body too large", {"question": "x" * 400_000}, (413,), "too_large"),
+        Case("ask chunked body too large", "POST", "/videos/{video}/ask", (413,),
+             {"raw": (b"content-type: application/json\r\ntransfer-encoding: chunked", chunked(300_000))}, "too_large"),
         Case("ask declared 32 MB", "POST", "/videos/{video}/ask", (413,),
              {"raw": (b"content-type: application/json\r\ncontent-length: %d" % (32 << 20), b"{}")}, "too_large"),
         Case("ask unknown video", "POST", f"/videos/{ZERO_ID}/ask", (404,), {"json": {"question": q}}),
@@ -169,7 +180,7 @@ def ask_cases() -> list[Case]:
     return cases
 
 
-BAD_IDS = ["abc", "0" * 63, "0" * 65, "G" * 64, "A" * 64, "../../etc/passwd", "..%2F..%2Fetc%2Fpasswd", "%00" + "0" * 61,
+BAD_IDS = ["0" * 64 + "%0A", "abc", "0" * 63, "0" * 65, "G" * 64, "A" * 64, "../../etc/passwd", "..%2F..%2Fetc%2Fpasswd", "%00" + "0" * 61,
            "0" * 64 + "%00", "ü" * 64, "0" * 64 + "%2F..", " " * 64, "0x" + "0" * 62, "-1", "null"]
 
 
@@ -200,9 +211,40 @@ def header_cases() -> list[Case]:
         Case("chat metadata url", "POST", "/v1/chat/completions", (404, 422), {"json": {
             "model": "x", "messages": [{"role": "user", "content": [
                 {"type": "video_url", "video_url": {"url": "http://169.254.169.254/"}}]}]}}),
+        Case("chat 1 MB string message", "POST", "/v1/chat/completions", (400,), {"json": {
+            "model": "x", "messages": [{"role": "user", "content": "x" * (1 << 20)}]}}, "invalid_request",
+            "messages.0.content", "at most 64000 characters"),
+        Case("chat image part", "POST", "/v1/chat/completions", (400,), {"json": {
+            "model": "x", "messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]}]}}, "invalid_request",
+            "messages.0.content", "images are not supported, send a video_url part"),
+        Case("chat no messages", "POST", "/v1/chat/completions", (400,), {"json": {"model": "x"}},
+             "invalid_request", "messages"),
+        Case("chat too many tokens", "POST", "/v1/chat/completions", (400,), {"json": {
+            "model": "x", "max_tokens": 999_999, "messages": [{"role": "user", "content": "hi"}]}}, "invalid_request",
+            "max_tokens", "at most 4096"),
+        Case("chat chunked body too large", "POST", "/v1/chat/completions", (413,),
+             {"raw": (b"content-type: application/json\r\ntransfer-encoding: chunked", chunked(6 << 20))},
+             "too_large"),
+        Case("static range inverted", "GET", "/static/app.js", (400, 416), {"headers": {"range": "bytes=10-5"}}),
+        Case("static range not a number", "GET", "/static/app.js", (400, 416), {"headers": {"range": "bytes=abc"}}),
+        Case("static range other unit", "GET", "/static/app.js", (400, 416), {"headers": {"range": "items=0-1"}}),
+        Case("static range past the end", "GET", "/static/app.js", (416,),
+             {"headers": {"range": "bytes=999999-"}}, "range_not_satisfiable"),
+        Case("static missing file", "GET", "/static/nope.js", (404,)),
         Case("unknown route", "GET", "/admin", (404,)),
         Case("method not allowed", "PUT", "/videos", (405,)),
     ]
+
+
+def chunked(size: int, piece: int = 64 * 1024) -> bytes:
+    """A chunked body of `size` bytes (no Content-Length: the limit must still hold)."""
+    out, left = b"", size
+    while left > 0:
+        n = min(piece, left)
+        out += b"%x\r\n" % n + b"a" * n + b"\r\n"
+        left -= n
+    return out + b"0\r\n\r\n"
 
 
 def raw_request(port: int, method: str, path: str, head: bytes, body: bytes) -> tuple[int, dict, bytes]:
@@ -226,27 +268,60 @@ def test_the_corpus_is_large() -> None:
     assert len(CASES) >= 150, len(CASES)
 
 
+@dataclass
+class Target:
+    """A server under attack, with a view of its store: what keys it holds, and a digest of
+    a bystander video's cached tokens."""
+
+    server: ServerThread
+    keys: Callable[[], set]
+    tokens_digest: Callable[[str], bytes]
+    bystander: str = ""
+
+
+def redis_target(server: ServerThread, url: str) -> Target:
+    client = redis.Redis.from_url(url)
+    tokens_key = server.services.store.keys.tokens  # type: ignore[attr-defined]
+    return Target(server, lambda: set(client.keys("*")),
+                  lambda video_id: hashlib.sha256(client.get(tokens_key(video_id))).digest())
+
+
+def memory_target(server: ServerThread) -> Target:
+    store = server.services.store
+    assert isinstance(store, MemoryStore)
+    return Target(server, lambda: {*store._tokens, *(f"status:{k}" for k in store._status),
+                                   *(f"lease:{k}" for k in store._leases)},
+                  lambda video_id: hashlib.sha256(store._tokens[video_id][0]).digest())
+
+
 @pytest.fixture(scope="module")
-def bystander(app_server: ServerThread, video_dir: Path, redis_server) -> tuple[str, bytes]:  # type: ignore[no-untyped-def]
-    """Another user's video: its cached tokens must survive every case."""
-    video_id = upload_ready(app_server, write_video(video_dir / "bystander.mp4", seconds=3, fps=2, seed=71))
-    key = app_server.services.store.keys.tokens(video_id)  # type: ignore[attr-defined]
-    return video_id, hashlib.sha256(redis.Redis.from_url(redis_server.url).get(key)).digest()
+def embedded_server(tiny_checkpoint: Path, upload_dir: Path) -> Iterator[ServerThread]:
+    server = ServerThread(server_settings(tiny_checkpoint, None, upload_dir)).start()
+    yield server
+    server.stop()
 
 
-def redis_keys(redis_server) -> set[bytes]:  # type: ignore[no-untyped-def]
-    return set(redis.Redis.from_url(redis_server.url).keys("*"))
+@pytest.fixture(scope="module", params=["redis", "embedded"])
+def target(request, app_server: ServerThread, redis_server, video_dir: Path) -> Target:  # type: ignore[no-untyped-def]
+    """The same corpus against real Redis and against the embedded cache, each with another
+    user's video whose cached tokens must survive every case."""
+    if request.param == "redis":
+        target = redis_target(app_server, redis_server.url)
+    else:
+        target = memory_target(request.getfixturevalue("embedded_server"))
+    target.bystander = upload_ready(target.server, write_video(video_dir / "bystander.mp4", seconds=3, fps=2,
+                                                               seed=71))
+    return target
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
-def test_hostile_input(case: Case, app_server: ServerThread, bystander: tuple[str, bytes], upload_dir: Path,
-                       redis_server) -> None:  # type: ignore[no-untyped-def]
-    video_id, digest = bystander
-    keys_before = redis_keys(redis_server)
+def test_hostile_input(case: Case, target: Target, upload_dir: Path) -> None:
+    server, video_id = target.server, target.bystander
+    digest, keys_before = target.tokens_digest(video_id), target.keys()
     path = case.path.replace("{video}", video_id)
-    with httpx.Client(base_url=app_server.url, timeout=30) as client:
+    with httpx.Client(base_url=server.url, timeout=30) as client:
         if "raw" in case.kwargs:
-            status, headers, body = raw_request(app_server.port, case.method, path, *case.kwargs["raw"])
+            status, headers, body = raw_request(server.port, case.method, path, *case.kwargs["raw"])
         else:
             response = client.request(case.method, path, **case.kwargs)
             status, headers, body = response.status_code, response.headers, response.content
@@ -255,14 +330,17 @@ def test_hostile_input(case: Case, app_server: ServerThread, bystander: tuple[st
         assert isinstance(error["message"], str) and error["message"] and isinstance(error["code"], str)
         if case.code:
             assert error["code"] == case.code
+        if case.param:
+            assert error["param"] == case.param, error
+        if case.says:
+            assert case.says in error["message"], error
         if status >= 500:
             assert headers.get("retry-after")
         assert client.get("/readyz").status_code == 200
         assert client.get(f"/videos/{video_id}").json()["status"] == "ready"
     assert list(upload_dir.iterdir()) == []
-    assert redis_keys(redis_server) == keys_before
-    key = app_server.services.store.keys.tokens(video_id)  # type: ignore[attr-defined]
-    assert hashlib.sha256(redis.Redis.from_url(redis_server.url).get(key)).digest() == digest
+    assert target.keys() == keys_before
+    assert target.tokens_digest(video_id) == digest
 
 
 NON_ASCII_KEY = "ключ-🔑-secret"
@@ -296,3 +374,122 @@ def test_api_keys(name: str, headers: dict, status: int, keyed_server: ServerThr
         assert response.status_code == status, response.text
         assert response.json()["error"]["code"] == ("unauthorized" if status == 401 else "not_found")
         assert client.get("/readyz").status_code == 200
+
+
+# --- HTTP framing, slow and many connections ---------------------------------------------
+
+def read_all(sock: socket.socket) -> bytes:
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+@pytest.mark.parametrize("framing", [
+    b"content-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+    b"transfer-encoding: chunked\r\ncontent-length: 5\r\n\r\n0\r\n\r\n",
+    b"content-length: 2\r\ncontent-length: 3\r\n\r\n{}",
+], ids=["CL then TE", "TE then CL", "two CLs"])
+def test_ambiguous_framing_is_refused_and_the_connection_closed(app_server: ServerThread, framing: bytes) -> None:
+    smuggled = b"GET /healthz?smuggled=1 HTTP/1.1\r\nhost: x\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", app_server.port), timeout=10) as sock:
+        sock.sendall(b"POST /videos/" + ZERO_ID.encode() + b"/ask HTTP/1.1\r\nhost: x\r\n"
+                     b"content-type: application/json\r\n" + framing + smuggled)
+        data = read_all(sock)  # ends: the server closed the connection
+    assert data.startswith(b"HTTP/1.1 400"), data[:200]
+    assert data.count(b"HTTP/1.1") == 1  # the smuggled request got no answer
+    # ours, or h11's own refusal of differing lengths (identical ones are one length, RFC 9112 6.3)
+    assert json.loads(data.partition(b"\r\n\r\n")[2])["error"]["code"] in ("ambiguous_framing", "bad_request")
+
+
+@pytest.fixture(scope="module")
+def guarded_server(tiny_checkpoint: Path, upload_dir: Path) -> Iterator[ServerThread]:
+    server = ServerThread(server_settings(tiny_checkpoint, None, upload_dir, header_timeout_s=1.0,
+                                          max_connections=4)).start()
+    yield server
+    server.stop()
+
+
+def test_headers_that_trickle_or_never_come_time_out(guarded_server: ServerThread) -> None:
+    import time
+
+    with socket.create_connection(("127.0.0.1", guarded_server.port), timeout=10) as idle, \
+            socket.create_connection(("127.0.0.1", guarded_server.port), timeout=10) as slow:
+        started = time.monotonic()
+        request = b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-pad: " + b"a" * 100
+        for byte in request:  # a byte every 0.1 s: never a whole header in 1 s
+            try:
+                slow.send(bytes([byte]))
+            except OSError:
+                break
+            time.sleep(0.1)
+            if time.monotonic() - started > 5:
+                break
+        for sock in (idle, slow):
+            data = read_all(sock)
+            assert data.startswith(b"HTTP/1.1 408"), data[:200]
+            assert json.loads(data.partition(b"\r\n\r\n")[2])["error"]["code"] == "header_timeout"
+        assert time.monotonic() - started < 4
+    with httpx.Client(base_url=guarded_server.url, timeout=10) as client:
+        assert client.get("/healthz").status_code == 200  # a prompt request is unaffected
+
+
+def test_connections_beyond_the_cap_are_refused_with_json(guarded_server: ServerThread) -> None:
+    socks = [socket.create_connection(("127.0.0.1", guarded_server.port), timeout=10) for _ in range(4)]
+    try:
+        with socket.create_connection(("127.0.0.1", guarded_server.port), timeout=10) as extra:
+            data = read_all(extra)
+        assert data.startswith(b"HTTP/1.1 503"), data[:200]
+        assert json.loads(data.partition(b"\r\n\r\n")[2])["error"]["code"] == "too_many_connections"
+    finally:
+        for sock in socks:
+            sock.close()
+    with httpx.Client(base_url=guarded_server.url, timeout=10) as client:
+        for _ in range(20):  # the server notices the closed ones at once
+            if client.get("/healthz").status_code == 200:
+                break
+        assert client.get("/healthz").status_code == 200
+
+
+def test_a_malformed_request_line_gets_json(guarded_server: ServerThread) -> None:
+    with socket.create_connection(("127.0.0.1", guarded_server.port), timeout=10) as sock:
+        sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        data = read_all(sock)
+    assert data.startswith(b"HTTP/1.1 400")
+    assert json.loads(data.partition(b"\r\n\r\n")[2])["error"]["code"] == "bad_request"
+
+
+def test_page_head_and_favicon(app_server: ServerThread) -> None:
+    with httpx.Client(base_url=app_server.url, timeout=10) as client:
+        assert client.head("/").status_code == 200
+        icon = client.get("/favicon.ico")
+        assert icon.status_code == 200 and icon.headers["content-type"] == "image/x-icon"
+        assert icon.content[:4] == b"\x00\x00\x01\x00"  # an ICO file
+
+
+def test_healthz_answers_while_huge_chat_bodies_are_refused(app_server: ServerThread) -> None:
+    import threading
+    import time
+
+    with httpx.Client(base_url=app_server.url, timeout=60) as client:
+        model = client.get("/v1/models").json()["data"][0]["id"]
+        parts = [{"type": "text", "text": "word " * 12_800} for _ in range(64)]  # 4 MB of text
+        parts.append({"type": "video_url", "video_url": {"url": "longvu://" + ZERO_ID}})
+        body = {"model": model, "messages": [{"role": "user", "content": parts}]}
+        statuses: list[int] = []
+        done = threading.Event()
+
+        def flood() -> None:
+            with httpx.Client(base_url=app_server.url, timeout=120) as sender:
+                for _ in range(3):
+                    statuses.append(sender.post("/v1/chat/completions", json=body).status_code)
+            done.set()
+
+        threading.Thread(target=flood, daemon=True).start()
+        slowest = 0.0
+        while not done.wait(0.05):
+            started = time.monotonic()
+            assert client.get("/healthz").status_code == 200
+            slowest = max(slowest, time.monotonic() - started)
+    assert statuses == [422, 422, 422]  # too long a prompt, found on a worker thread
+    assert slowest < 1.0, slowest
