@@ -192,6 +192,11 @@ def id_cases() -> list[Case]:
         cases.append(Case(f"ask id {bad[:20]}", "POST", f"/videos/{bad}/ask", (404, 405), {"json": {"question": "q"}}))
         cases.append(Case(f"events id {bad[:20]}", "GET", f"/videos/{bad}/events", (404,)))
     cases.append(Case("DELETE unknown", "DELETE", f"/videos/{ZERO_ID}", (404,)))
+    # A real video's id with a final newline (`$` in a pattern matches before one).
+    cases += [Case("GET id newline", "GET", "/videos/{video}%0A", (404,)),
+              Case("ask id newline", "POST", "/videos/{video}%0A/ask", (404,), {"json": {"question": "q"}}),
+              Case("events id newline", "GET", "/videos/{video}%0A/events", (404,)),
+              Case("DELETE id newline", "DELETE", "/videos/{video}%0A", (404,))]
     return cases
 
 

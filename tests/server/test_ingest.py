@@ -113,6 +113,18 @@ def test_delete_removes_the_tokens(app_server: ServerThread, redis_server, video
     assert not client.exists(keys.tokens(video_id))
 
 
+def test_an_id_is_exactly_64_hex_digits() -> None:
+    import pytest
+
+    from server.errors import ApiError
+    from server.routes.videos import check_id
+
+    assert check_id("a" * 64) == "a" * 64
+    for bad in ("a" * 64 + "\n", "\n" + "a" * 64, "a" * 63, "A" * 64):
+        with pytest.raises(ApiError):
+            check_id(bad)
+
+
 def test_unknown_and_malformed_ids_are_404(app_server: ServerThread) -> None:
     with app_server.client() as client:
         for path in ("/videos/" + "0" * 64, "/videos/not-an-id"):

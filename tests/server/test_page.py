@@ -43,8 +43,11 @@ def shot(page: Page, name: str) -> None:
 
 def test_upload_watch_ask_and_stream(app_server: ServerThread, page: Page, video_dir: Path) -> None:
     video = write_video(video_dir / "page.mp4", seconds=6, fps=2, seed=61)
+    failed: list[str] = []
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
     page.goto(app_server.url)
     expect(page.get_by_role("heading", name="Ask a video")).to_be_visible()
+    expect(page.get_by_label("max tokens")).to_have_value("128")  # the API's default
     page.get_by_label("Choose a video file").set_input_files(str(video))
     expect(page.locator("#video-status")).to_have_text("Ready: ask away.", timeout=60_000)
     expect(page.locator("#upload-bar")).to_have_attribute("value", "1")
@@ -73,6 +76,7 @@ def test_upload_watch_ask_and_stream(app_server: ServerThread, page: Page, video
     assert "Visual tokens" in summary.inner_text() and "sampled" in summary.inner_text()
     expect(page.get_by_role("button", name="Ask")).to_be_enabled()
     shot(page, "page-answered.png")
+    assert failed == []  # nothing the page asked for was missing (the favicon included)
 
 
 def test_stop_cancels_the_answer(app_server: ServerThread, page: Page, video_dir: Path) -> None:
