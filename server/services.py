@@ -13,7 +13,7 @@ from models.model import LongVU, load_longvu
 from models.tiny import write_demo_checkpoint
 from server.cache.hot import HotVideos
 from server.cache.memory_store import MemoryStore
-from server.cache.redis_store import RedisStore
+from server.cache.redis_store import RedisStore, connect
 from server.cache.store import Keys, Store, pipeline_fingerprint
 from server.engine import Engine
 from server.jobs import JobRunner
@@ -64,7 +64,7 @@ def build_store(settings: Settings, model: LongVU) -> Store:
     keys = Keys(model.fingerprint, pipeline_fingerprint(size_quirk=settings.size_quirk, dtype=str(model.dtype),
                                                         sampling=settings.sampling))
     if settings.redis_url:
-        return RedisStore(settings.redis_url, keys, settings.cache_ttl_s)
+        return RedisStore(connect(settings.redis_url, settings.redis_cluster), keys, settings.cache_ttl_s)
     log.warning("no LONGVU_REDIS_URL: using the in-process cache (%d bytes); it is lost on restart",
                 settings.memory_cache_bytes)
     return MemoryStore(settings.memory_cache_bytes, settings.cache_ttl_s)

@@ -32,6 +32,7 @@ class Settings(BaseSettings):
 
     # Cache. No Redis URL: an in-process LRU bounded in bytes.
     redis_url: str | None = Field(None, description="e.g. redis://redis:6379/0 (none: in-process cache)")
+    redis_cluster: bool = Field(False, description="the Redis URL names a node of a Redis Cluster")
     memory_cache_bytes: int = Field(2 << 30, description="bound of the in-process cache (no Redis)")
     hot_cache_bytes: int = Field(2 << 30, description="decoded videos kept in process in front of the store")
     cache_ttl_s: int = Field(7 * 24 * 3600, description="lifetime of cached tokens and statuses")

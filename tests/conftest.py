@@ -21,7 +21,7 @@ import pytest  # noqa: E402
 from models.model import LongVU, load_longvu  # noqa: E402
 from models.tiny import write_tiny_checkpoint  # noqa: E402
 from server.settings import Settings  # noqa: E402
-from tests.harness import RedisServer, ServerThread  # noqa: E402
+from tests.harness import RedisClusterServer, RedisServer, ServerThread  # noqa: E402
 from tests.videos import write_video  # noqa: E402
 
 
@@ -57,6 +57,14 @@ def redis_server() -> Iterator[RedisServer]:
     server = RedisServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServer]:
+    """A real Redis Cluster: 3 masters with a replica each, on loopback."""
+    cluster = RedisClusterServer().start()
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture(scope="session")

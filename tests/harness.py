@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -28,11 +29,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (10000 above it) is free too and exists."""
+    for _ in range(200):
+        port = random.randrange(11000, 30000)
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 10000))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free pair of ports for a cluster node")
+
+
 class RedisServer:
-    def __init__(self, appendonly: bool = False) -> None:
-        self.port = free_port()
+    def __init__(self, appendonly: bool = False, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="longvu-redis-"))
         self.appendonly = appendonly  # persistence across a kill, as a production Redis may have
+        self.extra_args: list[str] = []
         self.process: subprocess.Popen | None = None
 
     @property
@@ -45,7 +61,8 @@ class RedisServer:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
         self.process = subprocess.Popen(
             [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "always", "--dir", str(self.dir)],
+             "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "always", "--dir", str(self.dir),
+             *self.extra_args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
@@ -133,3 +150,66 @@ class ServerThread:
                     return body
                 time.sleep(0.05)
         raise TimeoutError(f"video {video_id} still processing")
+
+
+class RedisClusterServer:
+    """A real Redis Cluster on loopback: `masters` masters with one replica each, made by
+    `redis-cli --cluster create`, with a short node timeout so that a failover takes
+    seconds. Any node's URL reaches the whole cluster."""
+
+    def __init__(self, masters: int = 3, node_timeout_ms: int = 1000) -> None:
+        self.nodes = [RedisServer(port=free_cluster_port()) for _ in range(2 * masters)]
+        self.node_timeout_ms = node_timeout_ms
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    def start(self) -> "RedisClusterServer":
+        for node in self.nodes:
+            node.extra_args = ["--cluster-enabled", "yes", "--cluster-config-file", str(node.dir / "nodes.conf"),
+                               "--cluster-node-timeout", str(self.node_timeout_ms)]
+            node.start()
+        subprocess.run([_redis_cli(), "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
+                        "--cluster-replicas", "1", "--cluster-yes"], check=True, capture_output=True, timeout=60)
+        self.wait_healthy()
+        return self
+
+    def wait_healthy(self, timeout: float = 30) -> None:
+        """Every live node sees the cluster ok, and every slot has a live master."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(b"cluster_state:ok" in self.cli(n, "cluster", "info") for n in self.nodes if n.process):
+                return
+            time.sleep(0.1)
+        raise RuntimeError("the Redis Cluster did not become healthy")
+
+    def cli(self, node: RedisServer, *args: str) -> bytes:
+        return subprocess.run([_redis_cli(), "-p", str(node.port), *args], capture_output=True, timeout=10).stdout
+
+    def master_of(self, key: str) -> RedisServer:
+        """The live master that holds the key's slot now."""
+        alive = next(n for n in self.nodes if n.process)
+        port = self._slot_owner(int(self.cli(alive, "cluster", "keyslot", key).strip()))
+        return next(n for n in self.nodes if n.port == port)
+
+    def _slot_owner(self, slot: int) -> int:
+        for line in self.cli(next(n for n in self.nodes if n.process), "cluster", "nodes").decode().splitlines():
+            fields = line.split()
+            if "master" in fields[2] and "fail" not in fields[2]:
+                for span in fields[8:]:
+                    low, _, high = span.partition("-")
+                    if low.isdigit() and int(low) <= slot <= int(high or low):
+                        return int(fields[1].split(":")[1].split("@")[0])
+        raise LookupError(f"no live master holds slot {slot}")
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+def _redis_cli() -> str:
+    exe = shutil.which("redis-cli")
+    if exe is None:
+        raise RuntimeError("redis-cli is not installed (apt-get install redis-server brings it)")
+    return exe

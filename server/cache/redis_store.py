@@ -1,4 +1,6 @@
-"""The shared cache: Redis, seen by every replica and kept across restarts."""
+"""The shared cache: Redis (one node or a cluster), seen by every replica and kept across
+restarts. Every step that touches several keys of a video is one Lua script over keys of
+one hash slot, so it runs the same on one Redis and on a cluster."""
 
 from __future__ import annotations
 
@@ -7,7 +9,10 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 import redis.asyncio as redis
-from redis.exceptions import RedisError
+from redis.asyncio.cluster import RedisCluster
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import RedisClusterException, RedisError
+from redis.retry import Retry
 
 from server.cache.store import Keys
 from server.errors import CacheUnavailable
@@ -21,22 +26,33 @@ _TAKE = ("if redis.call('get', KEYS[1]) == ARGV[1] then "
 _PUT_STATUS = ("if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end "
                "redis.call('set', KEYS[2], ARGV[2], 'EX', ARGV[3]) return 1")
 _DELETE = "local found = redis.call('del', KEYS[1], KEYS[2]) redis.call('del', KEYS[3]) return found"
+_LEASE_INFO = "return {redis.call('get', KEYS[1]) or false, redis.call('pttl', KEYS[1])}"  # false: nil, kept
 _FINISH = ("if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end "
            "redis.call('set', KEYS[2], ARGV[2], 'EX', ARGV[4]) "
            "redis.call('set', KEYS[3], ARGV[3], 'EX', ARGV[4]) return 1")
 
 
+def connect(url: str, cluster: bool) -> redis.Redis | RedisCluster:
+    """A client for one Redis, or for a Redis Cluster that the URL names any node of (it
+    finds the others, follows MOVED and ASK, and maps the slots again after a failover).
+    TLS and credentials come from the URL either way."""
+    if cluster:
+        # Retries span a failover (about two node timeouts); beyond them the store says
+        # the cache is unavailable and the request gets a 503 with Retry-After.
+        return RedisCluster.from_url(url, socket_connect_timeout=2, socket_timeout=5,
+                                     retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), 6))
+    return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10,
+                                retry_on_timeout=False)
+
+
 class RedisStore:
-    def __init__(self, url: str, keys: Keys, ttl_s: int) -> None:
-        self.client = redis.Redis.from_url(
-            url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10, retry_on_timeout=False
-        )
-        self.keys, self.ttl_s = keys, ttl_s
+    def __init__(self, client: redis.Redis | RedisCluster, keys: Keys, ttl_s: int) -> None:
+        self.client, self.keys, self.ttl_s = client, keys, ttl_s
 
     async def _call(self, op: Awaitable[T]) -> T:
         try:
             return await op
-        except (RedisError, OSError) as exc:
+        except (RedisError, RedisClusterException, OSError) as exc:
             raise CacheUnavailable() from exc
 
     async def get_tokens(self, video_id: str) -> bytes | None:
@@ -79,9 +95,7 @@ class RedisStore:
         return bool(await self._call(self.client.exists(self.keys.lease(video_id))))
 
     async def lease_info(self, video_id: str) -> tuple[str, float] | None:
-        key = self.keys.lease(video_id)
-        async with self.client.pipeline(transaction=True) as pipe:
-            owner, left_ms = await self._call(pipe.get(key).pttl(key).execute())
+        owner, left_ms = await self._call(self.client.eval(_LEASE_INFO, 1, self.keys.lease(video_id)))
         return (owner.decode(), left_ms / 1000) if owner is not None and left_ms > 0 else None
 
     async def take_lease(self, video_id: str, previous: str, owner: str, ttl_s: float) -> bool:
@@ -99,7 +113,7 @@ class RedisStore:
     async def ping(self) -> bool:
         try:
             return bool(await self.client.ping())
-        except (RedisError, OSError):
+        except (RedisError, RedisClusterException, OSError):
             return False
 
     async def close(self) -> None:

@@ -1,7 +1,9 @@
 """What the server keeps per video: the encoded tokens, the job status, the job lease.
 
-Keys carry a schema version, the model's fingerprint and the pipeline settings'
-fingerprint, so a new model or new settings never read another's tokens.
+Keys carry the key schema, the tokens' format version, the model's fingerprint and the
+pipeline settings' fingerprint, so a new model or new settings never read another's
+tokens. A video's keys share one Redis Cluster hash slot (its id is the hash tag), so the
+scripts that touch several of them run on a cluster as on one Redis.
 """
 
 from __future__ import annotations
@@ -17,18 +19,24 @@ def pipeline_fingerprint(**settings: object) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
+KEY_SCHEMA = 2  # 2: the video id as a hash tag, `{id}`, before the kind of key
+
+
 class Keys:
     def __init__(self, model_fingerprint: str, pipeline_fingerprint: str) -> None:
-        self.prefix = f"longvu:v{SCHEMA_VERSION}:{model_fingerprint}:{pipeline_fingerprint}"
+        self.prefix = f"longvu:k{KEY_SCHEMA}:v{SCHEMA_VERSION}:{model_fingerprint}:{pipeline_fingerprint}"
+
+    def _key(self, video_id: str, kind: str) -> str:
+        return f"{self.prefix}:{{{video_id}}}:{kind}"  # the first {...} of a key picks its slot
 
     def tokens(self, video_id: str) -> str:
-        return f"{self.prefix}:tokens:{video_id}"
+        return self._key(video_id, "tokens")
 
     def status(self, video_id: str) -> str:
-        return f"{self.prefix}:status:{video_id}"
+        return self._key(video_id, "status")
 
     def lease(self, video_id: str) -> str:
-        return f"{self.prefix}:lease:{video_id}"
+        return self._key(video_id, "lease")
 
 
 class Store(Protocol):

@@ -178,11 +178,11 @@ def test_processing_without_a_lease_reads_as_failed(app_server: ServerThread) ->
 
 
 async def _put_status(server: ServerThread, video_id: str, status: dict) -> None:
-    from server.cache.redis_store import RedisStore
+    from server.cache.redis_store import RedisStore, connect
 
     store = server.services.store
     assert isinstance(store, RedisStore)
-    fresh = RedisStore(server.settings.redis_url or "", store.keys, 60)
+    fresh = RedisStore(connect(server.settings.redis_url or "", cluster=False), store.keys, 60)
     assert await fresh.acquire_lease(video_id, "gone", 60)
     assert await fresh.put_status(video_id, status, "gone")
     await fresh.release_lease(video_id, "gone")  # the job died: its status stays, its lease does not
