@@ -3,9 +3,8 @@ trace; a validation error names the field it is about (`param`)."""
 
 from __future__ import annotations
 
-import logging
-
 import json
+import logging
 from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any

@@ -87,6 +87,7 @@ class JobCancelled(Exception):
 
 @dataclass
 class Job:
+    lease: str  # the lease's value while this job holds it: this process's owner id, then the job's own
     cancel: threading.Event = field(default_factory=threading.Event)
     progress: dict = field(default_factory=lambda: {"pts": 0.0, "decoded": 0, "encoded": 0, "survived": 0,
                                                     "started": time.monotonic()})
@@ -113,20 +114,21 @@ class JobRunner:
             return None  # the tokens were evicted or expired: the video must be sent again
         return status
 
-    async def _lease(self, video_id: str) -> bool:
-        """Take the video's lease: free, or an orphan (ours from a job that is gone, say
-        across a Redis restart, or anyone's that missed two renewals)."""
+    async def _lease(self, video_id: str, token: str) -> bool:
+        """Take the video's lease: free, or an orphan (this process's from a job that is
+        gone, say across a Redis restart, or anyone's that missed two renewals)."""
         lease_s = self.settings.lease_s
-        if await self.store.acquire_lease(video_id, self.owner, lease_s):
+        if await self.store.acquire_lease(video_id, token, lease_s):
             return True
         info = await self.store.lease_info(video_id)
         if info is None:
-            return await self.store.acquire_lease(video_id, self.owner, lease_s)
+            return await self.store.acquire_lease(video_id, token, lease_s)
         holder, left = info
-        orphan = (holder == self.owner and video_id not in self.jobs) or left < lease_s / 3
+        ours_and_gone = holder.partition("/")[0] == self.owner and holder not in {j.lease for j in self.jobs.values()}
+        orphan = ours_and_gone or left < lease_s / 3
         if orphan:
             log.warning("taking over the orphaned lease of video %s", video_id[:12])
-        return orphan and await self.store.take_lease(video_id, holder, self.owner, lease_s)
+        return orphan and await self.store.take_lease(video_id, holder, token, lease_s)
 
     async def start(self, received: Received, info: VideoInfo) -> dict | None:
         """Start the job, or return None when another one (here or elsewhere) holds the lease."""
@@ -134,20 +136,21 @@ class JobRunner:
         if len(self.jobs) >= self.settings.max_jobs and video_id not in self.jobs:
             self.metrics.rejected.labels("jobs_full").inc()
             raise ApiError(503, "busy", "too many videos are being processed; try again shortly", {"Retry-After": "10"})
-        if not await self._lease(video_id):
+        job = Job(lease=f"{self.owner}/{uuid.uuid4().hex[:12]}")
+        if not await self._lease(video_id, job.lease):
             return None
         status = {
             "id": video_id, "status": "processing", "stage": "queued", "progress": 0.0, "duration_s": info.duration_s,
             "width": info.width, "height": info.height, "created_at": time.time(), "updated_at": time.time(),
         }
         try:
-            written = await self.store.put_status(video_id, status, self.owner)
+            written = await self.store.put_status(video_id, status, job.lease)
         except CacheUnavailable:
-            await self._release(video_id)
+            await self._release(video_id, job.lease)
             raise
         if not written:  # deleted (or taken over) in between: someone else's now
             return None
-        job = self.jobs[video_id] = Job()
+        self.jobs[video_id] = job
         task = asyncio.create_task(self._run(received, info, status, job))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -159,9 +162,9 @@ class JobRunner:
         if job is not None:
             job.cancel.set()
 
-    async def _release(self, video_id: str) -> None:
+    async def _release(self, video_id: str, token: str) -> None:
         try:
-            await self.store.release_lease(video_id, self.owner)
+            await self.store.release_lease(video_id, token)
         except CacheUnavailable:
             log.warning("could not release the lease of a job; it expires by itself")
 
@@ -192,7 +195,7 @@ class JobRunner:
             encoded = await loop.run_in_executor(self.executor, self._encode, decoder, job, info)
             data = await loop.run_in_executor(self.executor, encoded.to_bytes)
             ready = ready_status(video_id, encoded, len(data), decoder.strategy, status["created_at"])
-            if not await self._retrying(lambda: self.store.finish(video_id, self.owner, data, ready)):
+            if not await self._retrying(lambda: self.store.finish(video_id, job.lease, data, ready)):
                 raise JobCancelled
             took = time.perf_counter() - started
             log.info("ingest %s: ready in %.1f s (%.1fx realtime): %d frames sampled, %d survived DINO, "
@@ -217,15 +220,18 @@ class JobRunner:
             self.metrics.videos_encoded.labels("failed").inc()
             failed = dict(status, status="failed", error=message, error_code=code, updated_at=time.time())
             try:  # not when the video was deleted or taken over meanwhile
-                await self._retrying(lambda: self.store.put_status(video_id, failed, self.owner))
+                await self._retrying(lambda: self.store.put_status(video_id, failed, job.lease))
             except CacheUnavailable:
                 log.warning("could not record a failed job; its lease expiry will show it")
         finally:
+            # Forgotten first: a re-upload right after a `failed` status starts a job of its
+            # own (this job's lease is then an orphan of this process, taken over).
+            if self.jobs.get(video_id) is job:
+                del self.jobs[video_id]
             keeper.cancel()
-            self.jobs.pop(video_id, None)
             self.metrics.jobs_in_progress.dec()
             received.path.unlink(missing_ok=True)
-            await self._release(video_id)
+            await self._release(video_id, job.lease)
 
     def _encode(self, decoder: Decoder, job: Job, info: VideoInfo) -> EncodedVideo:
         decode_s = 0.0
@@ -269,7 +275,7 @@ class JobRunner:
                 log_progress(video_id, job.progress, duration)
             try:
                 if time.monotonic() - last_renew > self.settings.lease_s / 3:
-                    if not await self.store.renew_lease(video_id, self.owner, self.settings.lease_s):
+                    if not await self.store.renew_lease(video_id, job.lease, self.settings.lease_s):
                         log.warning("job for video %s lost its lease; stopping it", video_id[:12])
                         job.cancel.set()
                         return
@@ -277,7 +283,7 @@ class JobRunner:
                 update = live_progress(job.progress, duration, status["progress"])
                 if any(status.get(k) != v for k, v in update.items()):
                     status.update(update, updated_at=time.time())
-                    if not await self.store.put_status(video_id, status, self.owner):
+                    if not await self.store.put_status(video_id, status, job.lease):
                         log.info("job for video %s: deleted or taken over; stopping it", video_id[:12])
                         job.cancel.set()
                         return

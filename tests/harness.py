@@ -167,8 +167,10 @@ class RedisClusterServer:
 
     def start(self) -> "RedisClusterServer":
         for node in self.nodes:
+            # No delay before a replica's first sync (5 s by default): until it has synced, a
+            # replica is too stale to be promoted.
             node.extra_args = ["--cluster-enabled", "yes", "--cluster-config-file", str(node.dir / "nodes.conf"),
-                               "--cluster-node-timeout", str(self.node_timeout_ms)]
+                               "--cluster-node-timeout", str(self.node_timeout_ms), "--repl-diskless-sync-delay", "0"]
             node.start()
         subprocess.run([_redis_cli(), "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
                         "--cluster-replicas", "1", "--cluster-yes"], check=True, capture_output=True, timeout=60)
@@ -176,10 +178,14 @@ class RedisClusterServer:
         return self
 
     def wait_healthy(self, timeout: float = 30) -> None:
-        """Every live node sees the cluster ok, and every slot has a live master."""
+        """Every live node sees the cluster ok (every slot has a live master), and every
+        live replica has synced with its master (so that it could take over)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if all(b"cluster_state:ok" in self.cli(n, "cluster", "info") for n in self.nodes if n.process):
+            live = [n for n in self.nodes if n.process]
+            infos = [self.cli(n, "info", "replication") for n in live]
+            if all(b"cluster_state:ok" in self.cli(n, "cluster", "info") for n in live) and \
+                    all(b"master_link_status:up" in info for info in infos if b"role:slave" in info):
                 return
             time.sleep(0.1)
         raise RuntimeError("the Redis Cluster did not become healthy")

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import pytest
+
 from server.cache.memory_store import MemoryStore
+from server.cache.redis_store import RedisStore, connect
+from server.cache.store import Keys, Store
 from tests.conftest import server_settings
 from tests.harness import RedisServer, ServerThread
 from tests.videos import write_video
@@ -146,13 +152,61 @@ def test_hot_copy_is_not_used_once_the_store_lost_the_tokens(app_server: ServerT
         assert client.get(f"/videos/{video_id}").status_code == 404  # a ready status without tokens is gone
 
 
-def test_after_a_delete_a_job_can_write_nothing(redis_server: RedisServer) -> None:
-    """The lease goes with the video in one step, and every status a job writes is checked
-    against its lease in the same step: a DELETE sticks on either store."""
-    from server.cache.redis_store import RedisStore
-    from server.cache.store import Keys
+STORES = ["memory", "redis", "cluster"]
 
-    async def scenario(store) -> None:  # type: ignore[no-untyped-def]
+
+def make_store(kind: str, request: pytest.FixtureRequest) -> Store:
+    if kind == "memory":
+        return MemoryStore(max_bytes=1 << 20, ttl_s=60)
+    server = request.getfixturevalue("redis_server" if kind == "redis" else "redis_cluster")
+    return RedisStore(connect(server.url, cluster=kind == "cluster"), Keys(f"test-{kind}", "p"), 60)
+
+
+def run_on(store: Store, scenario: Callable[[Store], Awaitable[None]]) -> None:
+    async def run() -> None:
+        try:
+            await scenario(store)
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("kind", STORES)
+def test_every_store_step(kind: str, request: pytest.FixtureRequest) -> None:
+    """The same steps on the embedded store, one Redis and a Redis Cluster, on videos spread
+    over every master (the scripts over several keys of a video were CROSSSLOT there before
+    the hash tag)."""
+    async def scenario(store: Store) -> None:
+        assert await store.ping()
+        ids = [hashlib.sha256(bytes([i])).hexdigest() for i in range(12)]
+        for video_id in ids:
+            assert await store.acquire_lease(video_id, "a", 30)
+            assert not await store.acquire_lease(video_id, "b", 30)
+            assert await store.renew_lease(video_id, "a", 30) and not await store.renew_lease(video_id, "b", 30)
+            owner, left = await store.lease_info(video_id)  # type: ignore[misc]
+            assert owner == "a" and 0 < left <= 30
+            assert await store.put_status(video_id, {"id": video_id, "status": "processing"}, "a")
+            assert not await store.take_lease(video_id, "someone", "b", 30)
+            assert await store.take_lease(video_id, "a", "b", 30)
+            assert not await store.finish(video_id, "a", b"t", {"status": "ready"})  # no longer a's
+            assert await store.finish(video_id, "b", b"tokens", {"id": video_id, "status": "ready"})
+            assert await store.get_tokens(video_id) == b"tokens" and await store.has_tokens(video_id)
+            assert (await store.get_status(video_id))["status"] == "ready"  # type: ignore[index]
+            await store.release_lease(video_id, "b")
+            assert not await store.lease_held(video_id) and await store.lease_info(video_id) is None
+        for video_id in ids:
+            assert await store.delete(video_id) and not await store.delete(video_id)
+            assert await store.get_status(video_id) is None and not await store.has_tokens(video_id)
+
+    run_on(make_store(kind, request), scenario)
+
+
+@pytest.mark.parametrize("kind", STORES)
+def test_after_a_delete_a_job_can_write_nothing(kind: str, request: pytest.FixtureRequest) -> None:
+    """The lease goes with the video in one step, and every status a job writes is checked
+    against its lease in the same step: a DELETE sticks."""
+    async def scenario(store: Store) -> None:
         assert await store.acquire_lease("v", "job", 30)
         assert await store.put_status("v", {"id": "v", "status": "processing"}, "job")
         assert await store.delete("v")
@@ -163,13 +217,4 @@ def test_after_a_delete_a_job_can_write_nothing(redis_server: RedisServer) -> No
         assert not await store.put_status("w", {"id": "w"}, "job")  # no lease at all: nothing written
         assert await store.get_status("w") is None
 
-    redis_store = RedisStore(redis_server.url, Keys("test-delete", "p"), 60)
-    asyncio.run(scenario(MemoryStore(max_bytes=100, ttl_s=60)))
-
-    async def on_redis() -> None:
-        try:
-            await scenario(redis_store)
-        finally:
-            await redis_store.close()
-
-    asyncio.run(on_redis())
+    run_on(make_store(kind, request), scenario)

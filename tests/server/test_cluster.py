@@ -1,9 +1,9 @@
-"""The token cache on a real Redis Cluster (3 masters, a replica each, on loopback): the store
-as on one Redis, two server replicas sharing it, and a master killed mid-ingest."""
+"""The token cache on a real Redis Cluster (3 masters, a replica each, on loopback): two server
+replicas sharing it, and a master killed mid-ingest (the store's own steps on a cluster are
+in test_cache.py, beside one Redis and the embedded store)."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 from collections.abc import Iterator
@@ -13,17 +13,12 @@ from pathlib import Path
 import pytest
 from redis.cluster import RedisCluster
 
-from server.cache.redis_store import RedisStore, connect
 from server.cache.store import Keys
 from tests.conftest import server_settings
 from tests.harness import RedisClusterServer, ServerThread
 from tests.server.test_ask import ask, metric
 from tests.server.test_faults import hold, post, wait_for
 from tests.videos import write_video
-
-
-def cluster_store(url: str) -> RedisStore:
-    return RedisStore(connect(url, cluster=True), Keys("test-cluster", "p"), 60)
 
 
 def test_a_videos_keys_share_one_slot(redis_cluster: RedisClusterServer) -> None:
@@ -33,39 +28,6 @@ def test_a_videos_keys_share_one_slot(redis_cluster: RedisClusterServer) -> None
     slots = {client.keyslot(key) for key in (keys.tokens(video_id), keys.status(video_id), keys.lease(video_id))}
     client.close()
     assert len(slots) == 1
-
-
-def test_the_store_on_a_cluster_behaves_as_on_one_redis(redis_cluster: RedisClusterServer) -> None:
-    """Every store step, scripts over several keys included (CROSSSLOT before the hash tag),
-    on videos spread over every master."""
-    async def scenario() -> None:
-        store = cluster_store(redis_cluster.url)
-        try:
-            assert await store.ping()
-            ids = [hashlib.sha256(bytes([i])).hexdigest() for i in range(12)]  # slots on every master
-            for video_id in ids:
-                assert await store.acquire_lease(video_id, "a", 30)
-                assert not await store.acquire_lease(video_id, "b", 30)
-                assert await store.renew_lease(video_id, "a", 30) and not await store.renew_lease(video_id, "b", 30)
-                owner, left = await store.lease_info(video_id)  # type: ignore[misc]
-                assert owner == "a" and 0 < left <= 30
-                assert await store.put_status(video_id, {"id": video_id, "status": "processing"}, "a")
-                assert not await store.take_lease(video_id, "someone", "b", 30)
-                assert await store.take_lease(video_id, "a", "b", 30)
-                assert not await store.finish(video_id, "a", b"t", {"status": "ready"})  # no longer a's
-                assert await store.finish(video_id, "b", b"tokens", {"id": video_id, "status": "ready"})
-                assert await store.get_tokens(video_id) == b"tokens" and await store.has_tokens(video_id)
-                assert (await store.get_status(video_id))["status"] == "ready"  # type: ignore[index]
-                await store.release_lease(video_id, "b")
-                assert not await store.lease_held(video_id) and await store.lease_info(video_id) is None
-            assert await store.delete(ids[0]) and not await store.delete(ids[0])
-            assert await store.get_status(ids[0]) is None and not await store.has_tokens(ids[0])
-            for video_id in ids[1:]:
-                assert await store.delete(video_id)
-        finally:
-            await store.close()
-
-    asyncio.run(scenario())
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +113,21 @@ def test_a_master_killed_mid_ingest_fails_over(tiny_checkpoint: Path, upload_dir
         with capsys.disabled():
             print(f"\nfailover timeline: master :{master.port} killed at 0.0 s, its replica promoted by "
                   f"{failed_over:.1f} s, the job {status['status']} at {outcome_at:.1f} s")
+        assert list(upload_dir.iterdir()) == []
+
+        # The whole cluster down, then back (empty: no persistence): 503s meanwhile, then it
+        # serves again without a restart.
+        cluster.stop()
+        with server.client() as client:
+            assert client.get("/readyz").status_code == 503
+            refused = client.post("/videos", files={"file": ("v.mp4", video.read_bytes())})
+            assert refused.status_code == 503 and refused.headers["retry-after"]
+        for node in cluster.nodes:
+            node.start()
+        cluster.wait_healthy()
+        wait_for(lambda: server.client().get("/readyz").status_code == 200, timeout=30)
+        assert post(server, video).status_code == 202
+        assert server.wait_ready(video_id, timeout=60)["status"] == "ready"
         assert list(upload_dir.iterdir()) == []
     finally:
         server.stop()
