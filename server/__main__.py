@@ -7,10 +7,8 @@ import argparse
 import logging
 import sys
 
-import uvicorn
-
 from server.app import create_app
-from server.connections import uvicorn_config
+from server.serve import make_server
 from server.settings import Settings
 
 
@@ -41,7 +39,7 @@ def main() -> None:
     # than the default 5 ms so that hand-off does not wait on the interpreter lock.
     sys.setswitchinterval(0.001)
     settings = Settings()
-    uvicorn.Server(uvicorn_config(create_app(settings), settings, args.host, args.port, args.log_level)).run()
+    make_server(create_app(settings), settings, args.host, args.port, args.log_level).run()
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.auth import ApiKeyMiddleware
-from server.errors import JsonErrors, install_error_handlers
+from server.errors import JsonErrors, ShuttingDown, error_response, install_error_handlers
 from server.limits import RequestLimits
 from server.openai import api_router as openai_api
 from server.openai.protocol import ChatCompletionRequest
@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.openapi = lambda: openapi_with(app, [AskRequest, ChatCompletionRequest])  # type: ignore[method-assign]
     app.add_middleware(RequestLimits, settings=settings)
+    app.add_middleware(RefuseWhileDraining)
     app.add_middleware(JsonErrors)
     app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys)
     # Added last, so outermost: refused requests (401) are counted too.
@@ -83,6 +84,23 @@ def openapi_with(app: FastAPI, bodies: list[type[BaseModel]]) -> dict[str, Any]:
         document.setdefault("components", {}).setdefault("schemas", {}).update(defs.get("$defs", {}))
         app.openapi_schema = document
     return app.openapi_schema
+
+
+class RefuseWhileDraining:
+    """Once the server drains (SIGTERM), new work (every POST: uploads, asks, chat) is a 503
+    `shutting_down` before its body is read; reads and running streams go on."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        svc = getattr(scope["app"].state, "services", None) if scope["type"] == "http" else None
+        if svc is not None and svc.draining and scope["method"] == "POST":
+            refusal = ShuttingDown()
+            await error_response(refusal.status, refusal.code, refusal.message, refusal.headers,
+                                 scope["path"])(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 class RequestCounter:

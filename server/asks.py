@@ -2,7 +2,8 @@
 
 The route creates an `Ask` and reads its events; the engine's worker thread calls the
 `on_*` methods. Events go to the route's event loop as ("token", {...}), then exactly one
-("done", Answer) or ("error", {...}).
+("done", Answer) or ("error", {...}), whoever ends the ask (its answer complete, its client
+gone, a refusal, a failure, the server shutting down), so no reader waits for ever.
 """
 
 from __future__ import annotations
@@ -41,12 +42,23 @@ class Ask:
     last_token_at: float = 0.0
     closed: bool = False
 
+    def __post_init__(self) -> None:
+        self.metrics.asks_open.inc()
+
     def cancel(self) -> None:
         """From any thread: the client is gone; the engine drops the ask at its next round."""
         self.cancelled.set()
 
     def _emit(self, kind: str, payload: object) -> None:
         self.loop.call_soon_threadsafe(self.events.put_nowait, (kind, payload))
+
+    def _end(self, kind: str, payload: object) -> None:
+        """The one terminal event; any later end is ignored."""
+        if self.closed:
+            return
+        self.closed = True
+        self.metrics.asks_open.dec()
+        self._emit(kind, payload)
 
     # The worker thread's side.
     def on_admitted(self) -> None:
@@ -78,7 +90,6 @@ class Ask:
             self._emit("token", {"text": text})
 
     def on_finish(self, length_reached: bool) -> None:
-        self.closed = True
         assert self.detok is not None and self.built is not None
         tail = self.detok.flush()
         if tail:
@@ -89,7 +100,7 @@ class Ask:
         self.metrics.visual_tokens_after.inc(built.visual_tokens_after)
         self.timings["total_s"] = time.perf_counter() - self.received_at
         self.metrics.ask_latency.observe(self.timings["total_s"])
-        self._emit("done", Answer(
+        self._end("done", Answer(
             answer="".join(self.answer),
             finish_reason="length" if length_reached else "stop",
             usage=Usage(prompt_tokens=built.prompt_tokens, text_tokens=int(built.input_ids.numel()) - 1,
@@ -99,10 +110,8 @@ class Ask:
         ))
 
     def on_cancelled(self) -> None:
-        self.closed = True
         self.metrics.cancelled.inc()
+        self._end("error", {"code": "cancelled", "message": "the client went away"})
 
     def on_error(self, code: str, message: str) -> None:
-        if not self.closed:
-            self.closed = True
-            self._emit("error", {"code": code, "message": message})
+        self._end("error", {"code": code, "message": message})

@@ -12,8 +12,6 @@ from http import HTTPStatus
 from typing import Any
 
 import h11
-import uvicorn
-from starlette.types import ASGIApp
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from server.errors import error_body
@@ -122,9 +120,3 @@ class GuardedH11Protocol(H11Protocol):
 def protocol_for(settings: Settings) -> type[GuardedH11Protocol]:
     return type("GuardedH11Protocol", (GuardedH11Protocol,), {
         "header_timeout_s": settings.header_timeout_s, "max_connections": settings.max_connections})
-
-
-def uvicorn_config(app: ASGIApp, settings: Settings, host: str, port: int, log_level: str = "info") -> uvicorn.Config:
-    """How the app is served, by `python -m server` and by the tests alike."""
-    return uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
-                          http=protocol_for(settings))

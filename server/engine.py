@@ -9,7 +9,9 @@ device without starving each other.
 
 Faults: an exception in a step fails the questions that step touched, and the worker goes
 on. If the worker itself dies, `dead` says why, every waiter gets an error at once, and
-new work is refused (readiness turns 503).
+new work is refused (readiness turns 503). A question whose client leaves ends at the next
+round, queued or answering. On shutdown, `end_answers_after` gives running answers a grace
+period; then they end with a `shutting_down` error.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class Engine:
         self._owners: dict[Sequence, Ask] = {}
         self._wake = threading.Condition()
         self._stopping = False
+        self._answers_deadline: float | None = None  # monotonic; set when the server drains
         self.dead: str | None = None
         self._thread = threading.Thread(target=self._loop, name="longvu-model", daemon=True)
         self._thread.start()
@@ -66,6 +69,8 @@ class Engine:
         with self._wake:
             if self.dead is not None:
                 raise EngineDead(self.dead)
+            if self._answers_deadline is not None:
+                raise EngineDead("the server is shutting down")
             if len(self._waiting) >= self.max_queue:
                 raise Overloaded
             self._waiting.append(ask)
@@ -97,6 +102,13 @@ class Engine:
         """A question's path once, so that the first real one pays no start-up costs."""
         self.run_on_device(self._warm_up)
 
+    def end_answers_after(self, grace_s: float) -> None:
+        """Questions answering now may finish within `grace_s`; the rest then end with a
+        `shutting_down` error, and new ones are refused at once."""
+        with self._wake:
+            self._answers_deadline = time.monotonic() + grace_s
+            self._wake.notify()
+
     def stop(self) -> None:
         with self._wake:
             self._stopping = True
@@ -112,6 +124,9 @@ class Engine:
                         self._wake.wait()
                     if self._stopping:
                         break
+                    self._sweep_cancelled()
+                    if self._answers_deadline is not None and time.monotonic() >= self._answers_deadline:
+                        self._end_answers("shutting_down", "the server is shutting down")
                     work = self._device_work.popleft() if self._device_work else None
                     admitted = self._next_admission()
                     self._count_waiting()
@@ -124,6 +139,22 @@ class Engine:
             self._fail_all("worker_dead", self.dead)
             return
         self._fail_all("shutting_down", "the server is shutting down")
+
+    def _sweep_cancelled(self) -> None:
+        """Queued questions whose client left end now, not when a slot frees."""
+        if any(ask.cancelled.is_set() for ask in self._waiting):
+            for ask in [a for a in self._waiting if a.cancelled.is_set()]:
+                self._waiting.remove(ask)
+                ask.on_cancelled()
+
+    def _end_answers(self, code: str, message: str) -> None:
+        """Every question, answering or queued, ends with this error."""
+        for ask in [*self._owners.values(), *self._waiting]:
+            ask.on_error(code, message)
+        self._waiting.clear()
+        self._owners.clear()
+        self.batch.clear()
+        self.metrics.running.set(0)
 
     def _next_admission(self) -> Ask | None:
         while self._waiting and self.batch.has_room:
@@ -202,15 +233,10 @@ class Engine:
 
     def _fail_all(self, code: str, message: str) -> None:
         with self._wake:
-            waiting, self._waiting = list(self._waiting), deque()
             work, self._device_work = list(self._device_work), deque()
-        for ask in [*self._owners.values(), *waiting]:
-            ask.on_error(code, message)
-        self._owners.clear()
-        self.batch.clear()
+            self._end_answers(code, message)
         for _, future in work:
             future.set_exception(EngineDead(message))
-        self.metrics.running.set(0)
         self._count_waiting()
 
     def _count_waiting(self) -> None:

@@ -33,6 +33,12 @@ class CacheUnavailable(ApiError):
         super().__init__(503, "cache_unavailable", detail, {"Retry-After": "5"})
 
 
+class ShuttingDown(ApiError):
+    def __init__(self) -> None:
+        super().__init__(503, "shutting_down", "the server is shutting down; try another replica",
+                         {"Retry-After": "1", "Connection": "close"})
+
+
 # The ingest's errors as HTTP: (status, seconds worth waiting before trying again).
 INGEST_STATUS: dict[type[ingest.IngestError], tuple[int, int | None]] = {
     ingest.MalformedUpload: (400, None),

@@ -67,6 +67,8 @@ class Metrics:
             "longvu_queue_depth", "Deprecated (removed in the next release): longvu_questions_waiting", registry=r
         )
         self.running = Gauge("longvu_running_requests", "Asks being answered now", registry=r)
+        self.asks_open = Gauge("longvu_asks_open", "Asks not yet ended: waiting, answering, or with their last event "
+                               "not yet sent", registry=r)
         self.jobs_in_progress = Gauge("longvu_jobs_in_progress", "Ingest jobs running in this process", registry=r)
         self.gpu_memory = Gauge(
             "longvu_gpu_memory_bytes", "GPU memory held by the model process", ["kind"], registry=r

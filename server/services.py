@@ -34,6 +34,19 @@ class Services:
     engine: Engine
     hot: HotVideos
     started_at: float = field(default_factory=time.time)
+    draining: bool = False  # SIGTERM received: readiness 503, new work refused
+
+    async def drain(self) -> None:
+        """The start of a graceful shutdown (SIGTERM): readiness and new asks and uploads
+        turn 503 `shutting_down`; ingest jobs stop and release their leases, so another
+        replica can take their videos at once; running answers get LONGVU_SHUTDOWN_GRACE_S
+        to finish, then end with a `shutting_down` error event."""
+        if self.draining:
+            return
+        self.draining = True
+        log.info("shutting down: running answers have %.0f s to finish", self.settings.shutdown_grace_s)
+        self.engine.end_answers_after(self.settings.shutdown_grace_s)
+        await self.jobs.shutdown()
 
 
 def resolve_device(setting: str) -> torch.device:

@@ -18,7 +18,7 @@ from models.prompt import Conversation, prompt_ids
 from models.sampling import SamplingParams
 from server.asks import Ask
 from server.engine import EngineDead, Overloaded
-from server.errors import ApiError
+from server.errors import ApiError, ShuttingDown
 from server.ingest.intake import Received
 from server.ingest.probe import probe
 from server.schemas import Answer
@@ -61,6 +61,8 @@ async def until_ready(svc: Services, video_id: str, timeout_s: float) -> AsyncIt
             raise ApiError(422, status.get("error_code") or "video_failed", status.get("error") or "ingest failed")
         if time.monotonic() > deadline:
             raise ApiError(504, "ingest_timeout", "the video is still being processed; ask again later")
+        if svc.draining:
+            raise ShuttingDown()
         yield status
         await asyncio.sleep(0.25)
 
@@ -125,17 +127,23 @@ def start_ask(svc: Services, encoded: EncodedVideo, question: str | Conversation
         svc.engine.submit(ask)
     except Overloaded as exc:
         svc.metrics.rejected.labels("queue_full").inc()
+        ask.on_error("overloaded", "refused")
         raise ApiError(429, "overloaded", "too many questions are waiting; try again shortly",
                        {"Retry-After": "1"}) from exc
     except EngineDead as exc:
+        ask.on_error("worker_dead", "refused")
+        if svc.draining:
+            raise ShuttingDown() from exc
         raise ApiError(503, "worker_dead", str(exc)) from exc
     return ask
 
 
+ENGINE_ERROR_STATUS = {"worker_dead": 503, "shutting_down": 503, "cancelled": 499}  # 499: client closed
+
+
 def engine_error(payload: dict) -> ApiError:
     """An engine `error` event as the API error it is: 503 when the engine is gone."""
-    status = 503 if payload["code"] in ("worker_dead", "shutting_down") else 500
-    return ApiError(status, payload["code"], payload["message"])
+    return ApiError(ENGINE_ERROR_STATUS.get(payload["code"], 500), payload["code"], payload["message"])
 
 
 async def cancel_on_disconnect(request: Request, ask: Ask) -> None:

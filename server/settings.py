@@ -75,6 +75,8 @@ class Settings(BaseSettings):
                                "running answers stall")
     cuda_graphs: bool = Field(True, description="decode steps as captured CUDA graphs (GPU only)")
     sse_ping_s: float = Field(15.0, description="keep-alive comment interval on idle streams")
+    shutdown_grace_s: float = Field(30.0, ge=0, description="on SIGTERM, how long running answers may go on "
+                                    "before they end with a shutting_down error")
 
     # OpenAI-compatible endpoint.
     served_model_name: str | None = Field(None, description="model id of the OpenAI-compatible API (none: the "

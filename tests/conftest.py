@@ -77,7 +77,7 @@ def server_settings(checkpoint: Path, redis_url: str | None, upload_dir: Path, *
     values: dict[str, object] = dict(
         checkpoint=str(checkpoint), redis_url=redis_url, tmp_dir=upload_dir, device="cpu",
         max_upload_bytes=3 << 20, url_read_timeout_s=1.0, url_connect_timeout_s=1.0, url_total_timeout_s=10.0,
-        lease_s=5.0,
+        lease_s=5.0, shutdown_grace_s=2.0,
     )
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
-import uvicorn
 
 from server.app import create_app
-from server.connections import uvicorn_config
+from server.serve import make_server
 from server.engine import Engine
 from server.services import Services
 from server.settings import Settings
+
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -104,19 +111,39 @@ def gated_rounds(engine: Engine) -> Iterator[threading.Semaphore]:
         gate.release(10**6)
 
 
-class ServerThread:
+class Served:
+    """What the tests do with a server, in this process or another."""
+
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def client(self, **kwargs: object) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30, **kwargs)  # type: ignore[arg-type]
+
+    def wait_ready(self, video_id: str, timeout: float = 60) -> dict:
+        deadline = time.monotonic() + timeout
+        with self.client() as client:
+            while time.monotonic() < deadline:
+                body = client.get(f"/videos/{video_id}").json()
+                if body.get("status") in ("ready", "failed"):
+                    return body
+                time.sleep(0.05)
+        raise TimeoutError(f"video {video_id} still processing")
+
+
+class ServerThread(Served):
     """The real app under a real uvicorn, on a free port, in this process."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.port = free_port()
         self.app = create_app(settings)
-        self.server = uvicorn.Server(uvicorn_config(self.app, settings, "127.0.0.1", self.port, "warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        self.server = make_server(self.app, settings, "127.0.0.1", self.port, "warning")
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_until_complete, args=(self.server.serve(),), daemon=True)
 
     @property
     def services(self) -> Services:
@@ -138,18 +165,10 @@ class ServerThread:
         self.server.should_exit = True
         self.thread.join(30)
 
-    def client(self, **kwargs: object) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30, **kwargs)  # type: ignore[arg-type]
+    def run_in_loop(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Runs a coroutine on the server's event loop (where its services live)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
 
-    def wait_ready(self, video_id: str, timeout: float = 60) -> dict:
-        deadline = time.monotonic() + timeout
-        with self.client() as client:
-            while time.monotonic() < deadline:
-                body = client.get(f"/videos/{video_id}").json()
-                if body.get("status") in ("ready", "failed"):
-                    return body
-                time.sleep(0.05)
-        raise TimeoutError(f"video {video_id} still processing")
 
 
 class RedisClusterServer:
@@ -219,3 +238,47 @@ def _redis_cli() -> str:
     if exe is None:
         raise RuntimeError("redis-cli is not installed (apt-get install redis-server brings it)")
     return exe
+
+
+class ServerProcess(Served):
+    """`python -m server` in a process of its own, for what only a real process shows: its
+    memory, and what SIGTERM does to it."""
+
+    def __init__(self, settings: dict[str, object]) -> None:
+        self.port = free_port()
+        self.env = {**os.environ, **{f"LONGVU_{k.upper()}": str(v) for k, v in settings.items()}}
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "ServerProcess":
+        self.process = subprocess.Popen([sys.executable, "-m", "server", "--port", str(self.port),
+                                         "--log-level", "warning"], env=self.env, cwd=Path(__file__).parents[1])
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, "the server exited at start-up"
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("the server did not start")
+
+    def rss_mb(self) -> float:
+        assert self.process is not None
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]) / 1024
+
+    def terminate(self) -> float:
+        """SIGTERM; returns when it was sent (monotonic)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return time.monotonic()
+
+    def wait(self, timeout: float) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)

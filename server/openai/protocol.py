@@ -78,6 +78,7 @@ class ChatCompletionRequest(BaseModel):
     top_p: float | None = Field(None, gt=0.0, le=1.0)
     top_k: int | None = Field(None, ge=0, le=1_000_000)  # vLLM's extra field
     repetition_penalty: float | None = Field(None, gt=0.0, le=10.0)  # vLLM's extra field
+    ignore_eos: bool = False  # vLLM's extra field: generate max_tokens whatever comes (benchmarks)
     seed: int | None = Field(None, ge=0, le=2**63 - 1)
     stop: str | list[str] | None = None
     n: Literal[1] = 1

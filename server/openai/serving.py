@@ -171,7 +171,7 @@ async def create_chat_completion(svc: Services, body: ChatCompletionRequest, req
     max_new = body.max_completion_tokens or body.max_tokens or min(DEFAULT_MAX_TOKENS, svc.settings.max_new_tokens)
     await check_prompt(svc, chat.turns)
     params = svc.model.generation.params(max_new, body.temperature, body.top_p, body.top_k,
-                                        body.repetition_penalty, body.seed)
+                                        body.repetition_penalty, body.seed, body.ignore_eos)
     video_id, ready = await resolve_video(svc, chat.video_url)
 
     async def begin() -> Ask:

@@ -44,6 +44,10 @@ async def status_events(svc: Services, video_id: str, status: dict | None) -> As
             return
         await asyncio.sleep(POLL_S)
         quiet += POLL_S
+        if svc.draining:  # a subscriber must not hold a shutdown up: it follows the video elsewhere
+            yield format_sse_event(data_str=json.dumps({"code": "shutting_down", "message": "the server is "
+                                                        "shutting down; subscribe again"}), event="error")
+            return
         try:
             status = await svc.jobs.status(video_id)
         except CacheUnavailable as exc:

@@ -23,6 +23,8 @@ async def readyz(request: Request) -> dict:
     svc: Services | None = getattr(request.app.state, "services", None)
     if svc is None:
         raise ApiError(503, "not_ready", "the model is still loading")
+    if svc.draining:
+        raise ApiError(503, "shutting_down", "the server is shutting down")
     if svc.engine.dead is not None:
         raise ApiError(503, "worker_dead", svc.engine.dead)
     if not await svc.store.ping():
