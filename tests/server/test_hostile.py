@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from redis.cluster import RedisCluster
 
 from server.cache.memory_store import MemoryStore
 from tests.conftest import server_settings
@@ -306,12 +307,29 @@ def embedded_server(tiny_checkpoint: Path, upload_dir: Path) -> Iterator[ServerT
     server.stop()
 
 
-@pytest.fixture(scope="module", params=["redis", "embedded"])
+@pytest.fixture(scope="module")
+def cluster_server(tiny_checkpoint: Path, redis_cluster, upload_dir: Path) -> Iterator[ServerThread]:  # type: ignore[no-untyped-def]
+    server = ServerThread(server_settings(tiny_checkpoint, redis_cluster.url, upload_dir, redis_cluster=True)).start()
+    yield server
+    server.stop()
+
+
+def cluster_target(server: ServerThread, url: str) -> Target:
+    client = RedisCluster.from_url(url)
+    tokens_key = server.services.store.keys.tokens  # type: ignore[attr-defined]
+    return Target(server, lambda: set(client.keys("*", target_nodes=RedisCluster.PRIMARIES)),
+                  lambda video_id: hashlib.sha256(client.get(tokens_key(video_id))).digest())
+
+
+@pytest.fixture(scope="module", params=["redis", "embedded", "cluster"])
 def target(request, app_server: ServerThread, redis_server, video_dir: Path) -> Target:  # type: ignore[no-untyped-def]
-    """The same corpus against real Redis and against the embedded cache, each with another
-    user's video whose cached tokens must survive every case."""
+    """The same corpus against real Redis, the embedded cache and a Redis Cluster, each with
+    another user's video whose cached tokens must survive every case."""
     if request.param == "redis":
         target = redis_target(app_server, redis_server.url)
+    elif request.param == "cluster":
+        target = cluster_target(request.getfixturevalue("cluster_server"),
+                                request.getfixturevalue("redis_cluster").url)
     else:
         target = memory_target(request.getfixturevalue("embedded_server"))
     target.bystander = upload_ready(target.server, write_video(video_dir / "bystander.mp4", seconds=3, fps=2,
