@@ -1,11 +1,12 @@
 """The one place the model runs: a worker thread that owns the device.
 
 Each round it runs, in order: at most one piece of ingest work (a batch of frames through
-the towers), the admission of the next waiting question (FIFO) into a free KV slot, one
-prefill chunk of the question being admitted, and one decode step for every question
-that is answering. So a question that arrives mid-answer starts at the next round, a long
-prompt stalls running answers by one chunk at a time, and ingest and answers share the
-device without starving each other.
+the towers) when ingest is within its share of the device (`DeviceShare`: all of it when no
+question is answering), the admission of the next waiting question (FIFO) into a free KV
+slot, one prefill chunk of the question being admitted, and one decode step for every
+question that is answering. So a question that arrives mid-answer starts at the next round,
+a long prompt stalls running answers by one chunk at a time, and a long ingest slows running
+answers by its share at most.
 
 Faults: an exception in a step fails the questions that step touched, and the worker goes
 on. If the worker itself dies, `dead` says why, every waiter gets an error at once, and
@@ -34,6 +35,7 @@ from models.generate import Detokenizer, default_stop_ids
 from models.model import LongVU
 from models.sampling import SamplingParams, generator_for
 from server.asks import Ask
+from server.device_share import DeviceShare
 from server.metrics import Metrics
 
 log = logging.getLogger("longvu.engine")
@@ -50,8 +52,9 @@ class EngineDead(RuntimeError):
 
 class Engine:
     def __init__(self, model: LongVU, metrics: Metrics, max_queue: int, max_running: int, max_new_tokens: int,
-                 prefill_chunk: int, cuda_graphs: bool) -> None:
+                 prefill_chunk: int, cuda_graphs: bool, ingest_share: float = 0.3) -> None:
         self.model, self.metrics, self.max_queue = model, metrics, max_queue
+        self.share = DeviceShare(ingest_share)
         length = model.config.tokenizer_model_max_length + max_new_tokens + 1
         self.batch = ContinuousBatch(model, max_running, length, prefill_chunk, cuda_graphs)
         self._waiting: deque[Ask] = deque()
@@ -117,6 +120,7 @@ class Engine:
 
     # The worker thread.
     def _loop(self) -> None:
+        last_round = time.perf_counter()
         try:
             while True:
                 with self._wake:
@@ -127,12 +131,23 @@ class Engine:
                     self._sweep_cancelled()
                     if self._answers_deadline is not None and time.monotonic() >= self._answers_deadline:
                         self._end_answers("shutting_down", "the server is shutting down")
-                    work = self._device_work.popleft() if self._device_work else None
+                    answering = bool(self._owners or self._waiting)
+                    contended = answering and bool(self._device_work)
+                    due = self._device_work and self.share.ingest_due(answering)
+                    work = self._device_work.popleft() if due else None
                     admitted = self._next_admission()
                     self._count_waiting()
+                ingest_s = 0.0
                 if work is not None:
+                    started = time.perf_counter()
                     self._run_device_work(*work)
+                    ingest_s = time.perf_counter() - started
                 self._round(admitted)
+                now = time.perf_counter()
+                if contended:  # the time both wanted the device: all that was not ingest was theirs
+                    self.share.spent(ingest_s, now - last_round - ingest_s)
+                last_round = now
+                self.metrics.ingest_share.set(self.share.ingest_fraction)
         except BaseException as exc:  # the worker must not vanish silently
             self.dead = f"the model worker stopped ({type(exc).__name__}: {exc})"
             log.critical("%s", self.dead, exc_info=exc)

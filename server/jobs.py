@@ -131,13 +131,17 @@ class JobRunner:
         return orphan and await self.store.take_lease(video_id, holder, token, lease_s)
 
     async def start(self, received: Received, info: VideoInfo) -> dict | None:
-        """Start the job, or return None when another one (here or elsewhere) holds the lease."""
+        """Start the job, or return None when another one (here or elsewhere) holds the lease
+        or has just finished the video."""
         video_id = received.video_id
         if len(self.jobs) >= self.settings.max_jobs and video_id not in self.jobs:
             self.metrics.rejected.labels("jobs_full").inc()
             raise ApiError(503, "busy", "too many videos are being processed; try again shortly", {"Retry-After": "10"})
         job = Job(lease=f"{self.owner}/{uuid.uuid4().hex[:12]}")
         if not await self._lease(video_id, job.lease):
+            return None
+        if await self.store.has_tokens(video_id):  # a job that held the lease until now finished it
+            await self._release(video_id, job.lease)
             return None
         status = {
             "id": video_id, "status": "processing", "stage": "queued", "progress": 0.0, "duration_s": info.duration_s,

@@ -67,6 +67,8 @@ class Metrics:
             "longvu_queue_depth", "Deprecated (removed in the next release): longvu_questions_waiting", registry=r
         )
         self.running = Gauge("longvu_running_requests", "Asks being answered now", registry=r)
+        self.ingest_share = Gauge("longvu_ingest_share", "Fraction of the model worker's recent time spent on "
+                                  "ingest (at most LONGVU_INGEST_SHARE while questions are answering)", registry=r)
         self.asks_open = Gauge("longvu_asks_open", "Asks not yet ended: waiting, answering, or with their last event "
                                "not yet sent", registry=r)
         self.jobs_in_progress = Gauge("longvu_jobs_in_progress", "Ingest jobs running in this process", registry=r)

@@ -73,6 +73,8 @@ class Settings(BaseSettings):
                                 "(sizes the KV slots)")
     prefill_chunk: int = Field(512, ge=16, description="prompt positions per prefill step: bounds how long "
                                "running answers stall")
+    ingest_share: float = Field(0.3, gt=0, le=1, description="the most of the model worker's time ingest may "
+                                "take while questions are answering (all of it when none are)")
     cuda_graphs: bool = Field(True, description="decode steps as captured CUDA graphs (GPU only)")
     sse_ping_s: float = Field(15.0, description="keep-alive comment interval on idle streams")
     shutdown_grace_s: float = Field(30.0, ge=0, description="on SIGTERM, how long running answers may go on "

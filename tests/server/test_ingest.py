@@ -304,3 +304,26 @@ def test_url_that_never_answers(url_server: ServerThread, silent_server: str, up
         response = client.post("/videos", json={"url": silent_server})
     assert response.status_code == 422 and response.json()["error"]["code"] == "url_timeout"
     assert list(upload_dir.iterdir()) == []
+
+
+def test_a_job_is_not_started_for_a_video_finished_meanwhile(app_server: ServerThread, video_dir: Path,
+                                                            upload_dir: Path) -> None:
+    """The race of two uploads: the second found no tokens, then the first job finished and
+    let its lease go before the second took it. Under the lease, the second looks again."""
+    from server.ingest.intake import Received
+    from server.ingest.probe import probe
+
+    video = write_video(video_dir / "finished-meanwhile.mp4", seconds=3, fps=2, seed=17)
+    video_id = upload(app_server, video.read_bytes()).json()["id"]
+    assert app_server.wait_ready(video_id)["status"] == "ready"
+    copy = upload_dir / "late.upload"
+    copy.write_bytes(video.read_bytes())
+    try:
+        jobs = app_server.services.jobs
+        encoded = encoded_count(app_server)
+        received = Received(copy, video_id, copy.stat().st_size)
+        assert app_server.run_in_loop(jobs.start(received, probe(copy, app_server.settings))) is None
+        assert not jobs.jobs and encoded_count(app_server) == encoded
+        assert not app_server.run_in_loop(app_server.services.store.lease_held(video_id))  # given back
+    finally:
+        copy.unlink()
