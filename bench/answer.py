@@ -2,6 +2,7 @@
 
     python bench/answer.py                 # GPU: Qwen2-7B shapes, random weights; CPU: the tiny model
     python bench/answer.py --tiny          # the tiny checkpoint wherever it runs
+    python bench/answer.py --during-ingest # answers and an ingest together, each beside its solo speed
 
 On a GPU it builds the released `LongVU_Qwen2_7B` shapes with random weights (configs
 written here; nothing downloaded), makes one cached video of an hour (400 kept frames at
@@ -9,6 +10,12 @@ written here; nothing downloaded), makes one cached video of an hour (400 kept f
 (warm-up and CUDA graphs included, as the server does), then asks 1, 4, 16 and 64
 questions at once, 128 tokens each, and prints a table. The first question after start-up
 is timed on its own.
+
+With --during-ingest it measures fair sharing instead: one answer alone, an ingest alone
+(720p frames of changing blocks through the towers, pruning and fusion, as the server's jobs
+hand them to the engine), then both at once; it prints the answer's tokens/s and the
+ingest's frames/s beside their solo figures, and the engine's ingest share (targets: the
+answer keeps >= 70 % of its solo rate, the ingest >= 60 % of its own).
 """
 
 from __future__ import annotations
@@ -19,16 +26,20 @@ import dataclasses
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.config import LongVUConfig  # noqa: E402
 from models.connector import Connector  # noqa: E402
+from models.encode import encode_video  # noqa: E402
 from models.encoded import EncodedVideo  # noqa: E402
+from models.frames import Frame  # noqa: E402
 from models.model import LongVU, llm_classes, load_longvu  # noqa: E402
 from models.sampling import SamplingParams  # noqa: E402
 from models.tiny import LONGVU_CONFIG, write_tiny_checkpoint  # noqa: E402
@@ -90,6 +101,57 @@ async def ask_many(engine: Engine, metrics: Metrics, encoded: EncodedVideo, n: i
     }
 
 
+def blocks(frames: int, width: int = 1280, height: int = 720) -> list[Frame]:
+    """Frames of changing colour blocks, one a second: most survive DINO pruning. (Tower
+    chunks are 64 frames: on CPU, ask for enough tokens that the answer spans several.)"""
+    rng = np.random.default_rng(0)
+    return [Frame(i, float(i), np.ascontiguousarray(rng.integers(0, 255, (height // 40, width // 40, 3),
+                                                                 dtype=np.uint8).repeat(40, 0).repeat(40, 1)))
+            for i in range(frames)]
+
+
+def ingest(engine: Engine, model: LongVU, frames: list[Frame], stop: threading.Event,
+           marks: list[tuple[float, int]]) -> None:
+    """Frames through the towers, as a server job sends them, until `stop`; `marks` gets
+    (time, frames so far) after every tower chunk."""
+    done = 0
+    while not stop.is_set():
+        encode_video(model, frames, device_step=engine.run_on_device,
+                     progress=lambda _pts, encoded, _survived: marks.append((time.perf_counter(), done + encoded)))
+        done += len(frames)
+
+
+def rate(marks: list[tuple[float, int]], start: float, end: float) -> float:
+    inside = [(t, n) for t, n in marks if start <= t <= end]
+    return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0]) if len(inside) > 1 else 0.0
+
+
+def during_ingest(engine: Engine, model: LongVU, metrics: Metrics, encoded: EncodedVideo, tokens: int) -> None:
+    frames, marks = blocks(64), []  # type: ignore[var-annotated]
+    encode_video(model, frames[:16], device_step=engine.run_on_device)  # warm
+    answer_alone = asyncio.run(ask_many(engine, metrics, encoded, 1, tokens))["per_stream"]
+    started = time.perf_counter()
+    encode_video(model, frames, device_step=engine.run_on_device)
+    ingest_alone = len(frames) / (time.perf_counter() - started)
+    stop = threading.Event()
+    feeder = threading.Thread(target=ingest, args=(engine, model, frames, stop, marks))
+    feeder.start()
+    while not marks:  # the ingest under way
+        time.sleep(0.05)
+    started = time.perf_counter()
+    answer_shared = asyncio.run(ask_many(engine, metrics, encoded, 1, tokens))["per_stream"]
+    ingest_shared = rate(marks, started, time.perf_counter())
+    share = engine.share.ingest_fraction
+    stop.set()
+    feeder.join()
+    print("| | alone | together | kept | target |")
+    print("|---|---|---|---|---|")
+    print(f"| answer tok/s | {answer_alone:.1f} | {answer_shared:.1f} | {answer_shared / answer_alone:.0%} | >= 70% |")
+    print(f"| ingest frames/s | {ingest_alone:.1f} | {ingest_shared:.1f} | {ingest_shared / ingest_alone:.0%} "
+          f"| >= 60% |")
+    print(f"engine's ingest share while both ran: {share:.2f} (LONGVU_INGEST_SHARE 0.3)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="the tiny checkpoint even on a GPU")
@@ -98,6 +160,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
     parser.add_argument("--max-running", type=int, default=16)
     parser.add_argument("--no-graphs", action="store_true")
+    parser.add_argument("--during-ingest", action="store_true", help="an answer and an ingest together")
     args = parser.parse_args()
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -116,6 +179,9 @@ def main() -> None:
     print(f"engine ready in {time.perf_counter() - started:.1f} s (CUDA graphs: {engine.batch.graphs})")
     encoded = hour_of_video(model)
     try:
+        if args.during_ingest:
+            during_ingest(engine, model, metrics, encoded, args.tokens)
+            return
         first = asyncio.run(ask_many(engine, metrics, encoded, 1, args.tokens))
         print(f"first question after start-up: TTFT {first['ttft_p50'] * 1e3:.0f} ms, "
               f"prompt {first['prompt']} positions")
