@@ -25,12 +25,15 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 
 from models import arithmetic
 from models.batching import ContinuousBatch, Emitted, Sequence
 from models.build import build_inputs
+from models.encode import encode_video
 from models.encoded import EncodedVideo
+from models.frames import Frame
 from models.generate import Detokenizer, default_stop_ids
 from models.model import LongVU
 from models.sampling import SamplingParams, generator_for
@@ -262,9 +265,12 @@ class Engine:
 
     @torch.inference_mode()
     def _warm_up(self) -> None:
-        """A question's whole path once: a made-up video long enough for the STC regime
-        (its kernel compiles now, not on the first question), a long prefill, a few tokens."""
+        """An ingest's and a question's whole paths once: two made-up frames through
+        preprocessing, the towers, the pruning kernel and fusion; a made-up video long enough
+        for the STC regime, a long prefill, a few tokens. Each kernel compiles now, not on
+        the first upload or question."""
         started = time.perf_counter()
+        encode_video(self.model, [Frame(i, float(i), np.zeros((48, 64, 3), dtype=np.uint8)) for i in range(2)])
         cfg = self.model.config
         frames = arithmetic.stc_from(cfg, prompt_len=1)  # STC for any prompt
         video = EncodedVideo.made_up(frames, cfg.query_num_list[0], cfg.vision_hidden_size)

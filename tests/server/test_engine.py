@@ -170,3 +170,21 @@ def test_questions_cancelled_while_queued_are_never_prefilled(server: ServerThre
 def test_max_new_tokens_is_bounded_by_the_setting(server: ServerThread, video_id: str) -> None:
     response = ask(server, video_id, max_new_tokens=4096 + 1)
     assert response.status_code == 422 and "max_new_tokens" in response.json()["error"]["message"]
+
+
+def test_the_warm_up_runs_the_ingest_path_too(model, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The pruning kernel (and the towers) run once at start-up: the first upload does not
+    pay their compilation on the engine thread."""
+    import models.encode
+    from server.metrics import Metrics
+
+    pruned: list[int] = []
+    prune = models.encode.window_prune
+    monkeypatch.setattr(models.encode, "window_prune", lambda f, *a, **k: pruned.append(len(f)) or prune(f, *a, **k))
+    engine = Engine(model, Metrics(), max_queue=1, max_running=1, max_new_tokens=8, prefill_chunk=512,
+                    cuda_graphs=False)
+    try:
+        engine.warm_up()
+    finally:
+        engine.stop()
+    assert pruned == [2]
