@@ -14,13 +14,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from models.kv_cache import SlotCache
 from models.model import LongVU
-from models.sampling import SamplingParams, penalize, sample
+from models.sampling import SamplingParams, sample
 
 log = logging.getLogger("longvu.batching")
 
@@ -35,7 +35,6 @@ class Sequence:
     filled: int = 0  # cache positions written
     produced: int = 0
     pending: int = 0  # the last token, fed at the next decode step
-    history: list[int] = field(default_factory=list)  # the answer so far (repetition penalty)
 
     @property
     def prompt_len(self) -> int:
@@ -74,6 +73,10 @@ class ContinuousBatch:
         self._tokens = torch.zeros(slots, 1, dtype=torch.long, device=model.device)
         self._positions = torch.full((slots,), self.cache.scratch, dtype=torch.long, device=model.device)
         self._key_index = torch.arange(length, device=model.device)
+        # The repetition penalty, for all rows at once: which tokens each slot's answer holds
+        # so far, and each slot's penalty (1: none).
+        self._seen = torch.zeros(slots, cfg.vocab_size, dtype=torch.bool, device=model.device)
+        self._penalty = torch.ones(slots, 1, dtype=torch.float32, device=model.device)
         self._graphs: DecodeGraphs | None = None
         if cuda_graphs and model.device.type == "cuda":
             shapes = [(rows, window) for rows in self.buckets for window in self.windows]
@@ -98,7 +101,9 @@ class ContinuousBatch:
         need = seq.prompt_len + seq.params.max_new_tokens
         if need > self.cache.usable:
             raise ValueError(f"prompt and answer take {need} positions; the cache holds {self.cache.usable}")
-        seq.slot, seq.filled, seq.produced, seq.history = len(self.decoding), 0, 0, []
+        seq.slot, seq.filled, seq.produced = len(self.decoding), 0, 0
+        self._seen[seq.slot] = False
+        self._penalty[seq.slot] = seq.params.repetition_penalty
         self.prefilling = seq
 
     @torch.inference_mode()
@@ -119,7 +124,9 @@ class ContinuousBatch:
             return None
         self.prefilling = None
         self.decoding.append(seq)
-        return self._next(seq, out.logits[0, -1], greedy=None)
+        token = self._choose(seq, out.logits[0, -1], None)  # no answer yet: nothing to penalise
+        self._remember([seq], [token])
+        return self._emit(seq, token)
 
     @torch.inference_mode()
     def decode(self) -> list[Emitted]:
@@ -139,11 +146,14 @@ class ContinuousBatch:
             logits = self._graphs.run(rows, window)
         else:
             logits = self._forward_decode(rows, window)
-        greedy = logits[:n].argmax(-1).tolist()
+        logits = self._penalized(logits[:n], n)
+        greedy = logits.argmax(-1).tolist()  # the one wait on the device of a greedy step
         stepped = list(self.decoding)
         for seq in stepped:
             seq.filled += 1
-        return [self._next(seq, logits[row], greedy[row]) for row, seq in enumerate(stepped)]
+        tokens = [self._choose(seq, logits[row], greedy[row]) for row, seq in enumerate(stepped)]
+        self._remember(stepped, tokens)
+        return [self._emit(seq, token) for seq, token in zip(stepped, tokens)]
 
     def release(self, seq: Sequence) -> None:
         """Free the sequence's slot (finished or cancelled); the last slots move down."""
@@ -153,11 +163,11 @@ class ContinuousBatch:
             index, last = self.decoding.index(seq), len(self.decoding) - 1
             if index != last:
                 moved = self.decoding[last]
-                self.cache.move(last, index, moved.filled)
+                self._move(last, index, moved.filled)
                 moved.slot, self.decoding[index] = index, moved
             self.decoding.pop()
             if self.prefilling is not None and self.prefilling.slot != len(self.decoding):
-                self.cache.move(self.prefilling.slot, len(self.decoding), self.prefilling.filled)
+                self._move(self.prefilling.slot, len(self.decoding), self.prefilling.filled)
                 self.prefilling.slot = len(self.decoding)
         seq.slot = -1
 
@@ -169,18 +179,36 @@ class ContinuousBatch:
             seq.slot = -1
         return dropped
 
-    def _next(self, seq: Sequence, logits: torch.Tensor, greedy: int | None) -> Emitted:
-        params = seq.params
-        if params.repetition_penalty != 1.0 and seq.history:
-            logits, greedy = penalize(logits, seq.history, params.repetition_penalty), None
-        token = greedy if greedy is not None and params.temperature <= 0.0 else sample(logits, params, seq.generator)
+    def _move(self, src: int, dst: int, filled: int) -> None:
+        self.cache.move(src, dst, filled)
+        self._seen[dst], self._penalty[dst] = self._seen[src], self._penalty[src]
+
+    def _penalized(self, logits: torch.Tensor, n: int) -> torch.Tensor:
+        """transformers' repetition penalty on every row at once, over each answer's own
+        tokens: a seen token's logit divided by the penalty when positive, multiplied when
+        negative. No row waits on the device for it."""
+        if all(seq.params.repetition_penalty == 1.0 for seq in self.decoding):
+            return logits
+        wide, penalty = logits.float(), self._penalty[:n]  # in float32, rounded once, as with a scalar penalty
+        return torch.where(self._seen[:n], torch.where(wide < 0, wide * penalty, wide / penalty), wide).to(logits.dtype)
+
+    def _choose(self, seq: Sequence, logits: torch.Tensor, greedy: int | None) -> int:
+        if greedy is not None and seq.params.temperature <= 0.0:
+            return greedy
+        return sample(logits, seq.params, seq.generator)
+
+    def _remember(self, seqs: list[Sequence], tokens: list[int]) -> None:
+        device = self._seen.device
+        rows = torch.tensor([seq.slot for seq in seqs], dtype=torch.long).to(device, non_blocking=True)
+        self._seen[rows, torch.tensor(tokens, dtype=torch.long).to(device, non_blocking=True)] = True
+
+    def _emit(self, seq: Sequence, token: int) -> Emitted:
         if token in seq.stop_ids:
             self.release(seq)
             return Emitted(seq, None, True)
         seq.produced += 1
         seq.pending = token
-        seq.history.append(token)
-        spent = seq.produced >= params.max_new_tokens
+        spent = seq.produced >= seq.params.max_new_tokens
         if spent:
             self.release(seq)
         return Emitted(seq, token, spent)

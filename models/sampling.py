@@ -61,18 +61,6 @@ class GenerationDefaults:
         )
 
 
-def penalize(logits: torch.Tensor, history: list[int], penalty: float) -> torch.Tensor:
-    """transformers' repetition penalty: a seen token's logit is divided by the penalty
-    when positive, multiplied when negative."""
-    if penalty == 1.0 or not history:
-        return logits
-    ids = torch.tensor(sorted(set(history)), device=logits.device)
-    seen = logits[ids]
-    out = logits.clone()
-    out[ids] = torch.where(seen < 0, seen * penalty, seen / penalty)
-    return out
-
-
 def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> int:
     if params.temperature <= 0.0:
         return int(logits.argmax())

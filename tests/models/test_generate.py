@@ -112,12 +112,22 @@ def test_generation_config_fills_what_a_question_leaves_open(model, tiny_checkpo
 def test_repetition_penalty_as_transformers_applies_it(model) -> None:  # type: ignore[no-untyped-def]
     from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
 
-    from models.sampling import penalize
+    from models.batching import ContinuousBatch, Sequence
 
-    logits = torch.randn(400)
-    history = [5, 17, 5, 399]
-    expected = RepetitionPenaltyLogitsProcessor(1.3)(torch.tensor([history]), logits[None].clone())[0]
-    assert torch.equal(penalize(logits, history, 1.3), expected)
+    # The batch's penalty, on rows of different penalties and answers at once.
+    batch = ContinuousBatch(model, slots=3, length=64)
+    answers = {0: ([5, 17, 5, 399], 1.3), 1: ([], 1.3), 2: ([7, 8], 1.0)}
+    for slot, (history, penalty) in answers.items():
+        seq = Sequence(torch.zeros(1, 8), SamplingParams(repetition_penalty=penalty), frozenset())
+        batch.decoding.append(seq)
+        batch._penalty[slot], seq.slot = penalty, slot
+        batch._remember([seq] * len(history), history)
+    logits = torch.randn(3, model.llm.config.vocab_size)
+    penalized = batch._penalized(logits, 3)
+    for slot, (history, penalty) in answers.items():
+        expected = RepetitionPenaltyLogitsProcessor(penalty)(torch.tensor([history], dtype=torch.long),
+                                                            logits[slot][None].clone())[0]
+        assert torch.equal(penalized[slot], expected), slot
 
     embeds = _embeds(model)
     with torch.inference_mode():  # greedy under the penalty, as generate() runs it on inputs_embeds
