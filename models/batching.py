@@ -92,7 +92,14 @@ class ContinuousBatch:
 
     @property
     def graphs(self) -> bool:
-        return self._graphs is not None
+        """Whether decode steps replay captured graphs (some shapes may still run eagerly)."""
+        return self._graphs is not None and bool(self._graphs.graphs)
+
+    def graph_shapes(self) -> dict[str, int]:
+        """How many decode shapes replay a captured graph and how many run eagerly."""
+        if self._graphs is None:
+            return {"captured": 0, "eager": 0}
+        return {"captured": len(self._graphs.graphs), "eager": len(self._graphs.eager)}
 
     def start(self, seq: Sequence) -> None:
         """Take a slot and begin prefilling; `has_room` must be true."""
@@ -224,38 +231,49 @@ class ContinuousBatch:
 
 class DecodeGraphs:
     """One CUDA graph per decode shape (rows, window), all in one memory pool, each checked
-    against eager decoding when captured."""
+    against eager decoding when captured. A shape whose capture or check fails runs eagerly,
+    alone: the others keep their graphs."""
 
-    def __init__(self) -> None:
+    def __init__(self, forward: Callable[[int, int], torch.Tensor]) -> None:
+        self.forward = forward
         self.graphs: dict[tuple[int, int], torch.cuda.CUDAGraph] = {}
         self.outputs: dict[tuple[int, int], torch.Tensor] = {}
+        self.eager: list[tuple[int, int]] = []
 
     @classmethod
-    def capture(cls, forward: Callable[[int, int], torch.Tensor],
-                shapes: list[tuple[int, int]]) -> DecodeGraphs | None:
-        graphs = cls()
+    def capture(cls, forward: Callable[[int, int], torch.Tensor], shapes: list[tuple[int, int]]) -> DecodeGraphs:
+        graphs = cls(forward)
         pool = torch.cuda.graph_pool_handle()
-        try:
-            with torch.inference_mode():
-                for shape in reversed(shapes):  # largest first: the pool then fits the others
-                    stream = torch.cuda.Stream()
-                    stream.wait_stream(torch.cuda.current_stream())
-                    with torch.cuda.stream(stream):
-                        for _ in range(2):
-                            expected = forward(*shape).clone()
-                    torch.cuda.current_stream().wait_stream(stream)
-                    graph = torch.cuda.CUDAGraph()
-                    with torch.cuda.graph(graph, pool=pool):
-                        out = forward(*shape)
-                    graph.replay()
-                    if not torch.allclose(out.float(), expected.float(), rtol=1e-2, atol=1e-2):
-                        raise RuntimeError(f"the graph for {shape} disagrees with eager decoding")
-                    graphs.graphs[shape], graphs.outputs[shape] = graph, out
-        except Exception:  # eager decoding still works, only slower
-            log.exception("CUDA graph capture failed; decoding eagerly")
-            return None
+        with torch.inference_mode():
+            for shape in reversed(shapes):  # largest first: the pool then fits the others
+                try:
+                    graphs._capture(shape, pool)
+                except Exception as exc:  # this shape decodes eagerly, only slower
+                    graphs.eager.append(shape)
+                    log.warning("decode shape %s (rows, window) runs eagerly: %s", shape, exc)
+        if graphs.eager:
+            log.warning("CUDA graphs for %d of %d decode shapes; eager: %s", len(graphs.graphs), len(shapes),
+                        sorted(graphs.eager))
         return graphs
 
+    def _capture(self, shape: tuple[int, int], pool: tuple[int, int]) -> None:
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(2):
+                expected = self.forward(*shape).clone()
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=pool):
+            out = self.forward(*shape)
+        graph.replay()
+        if not torch.allclose(out.float(), expected.float(), rtol=1e-2, atol=1e-2):
+            raise RuntimeError("the graph disagrees with eager decoding")
+        self.graphs[shape], self.outputs[shape] = graph, out
+
     def run(self, rows: int, window: int) -> torch.Tensor:
-        self.graphs[rows, window].replay()
+        graph = self.graphs.get((rows, window))
+        if graph is None:
+            return self.forward(rows, window)
+        graph.replay()
         return self.outputs[rows, window]

@@ -281,4 +281,8 @@ class Engine:
             self.batch.prefill()
         while self.batch.decoding:
             self.batch.decode()
-        log.info("warmed up in %.2f s (CUDA graphs: %s)", time.perf_counter() - started, self.batch.graphs)
+        shapes = self.batch.graph_shapes()
+        for state, count in shapes.items():
+            self.metrics.decode_graphs.labels(state).set(count)
+        log.info("warmed up in %.2f s (decode shapes as CUDA graphs: %d, eager: %d)", time.perf_counter() - started,
+                 shapes["captured"], shapes["eager"])

@@ -69,6 +69,8 @@ class Metrics:
         self.running = Gauge("longvu_running_requests", "Asks being answered now", registry=r)
         self.ingest_share = Gauge("longvu_ingest_share", "Fraction of the model worker's recent time spent on "
                                   "ingest (at most LONGVU_INGEST_SHARE while questions are answering)", registry=r)
+        self.decode_graphs = Gauge("longvu_decode_graphs", "Decode shapes (batch rows, attention window) that replay "
+                                   "a captured CUDA graph, and those that run eagerly", ["state"], registry=r)
         self.asks_open = Gauge("longvu_asks_open", "Asks not yet ended: waiting, answering, or with their last event "
                                "not yet sent", registry=r)
         self.jobs_in_progress = Gauge("longvu_jobs_in_progress", "Ingest jobs running in this process", registry=r)

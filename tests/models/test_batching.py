@@ -97,6 +97,7 @@ def test_cuda_graph_decoding_equals_eager(tiny_checkpoint, prompts) -> None:  # 
         batch = ContinuousBatch(gpu, slots=4, length=max(p.shape[0] for p in prompts) + 20, cuda_graphs=graphs,
                                 window_block=256)
         assert batch.graphs == graphs
+        assert batch.graph_shapes()["eager"] == 0
         seqs = [Sequence(p, SamplingParams(max_new_tokens=16), frozenset()) for p in prompts]
         ids = {id(s): i for i, s in enumerate(seqs)}
         got: dict[int, list[int]] = {i: [] for i in range(len(seqs))}
@@ -108,3 +109,14 @@ def test_cuda_graph_decoding_equals_eager(tiny_checkpoint, prompts) -> None:  # 
             collect(got, batch.decode(), ids)
         answers.append(got)
     assert answers[0] == answers[1]
+
+
+def test_a_decode_shape_without_a_graph_runs_eagerly() -> None:
+    """Per shape: what failed to capture (here: never captured) runs the eager forward; the
+    captured shapes would replay."""
+    from models.batching import DecodeGraphs
+
+    calls: list[tuple[int, int]] = []
+    graphs = DecodeGraphs(lambda rows, window: calls.append((rows, window)) or torch.zeros(rows, 3))
+    graphs.eager.append((2, 1024))
+    assert graphs.run(2, 1024).shape == (2, 3) and calls == [(2, 1024)]
