@@ -362,7 +362,7 @@ def test_hostile_input(case: Case, target: Target, upload_dir: Path) -> None:
         assert client.get("/readyz").status_code == 200
         assert client.get(f"/videos/{video_id}").json()["status"] == "ready"
     assert list(upload_dir.iterdir()) == []
-    assert target.keys() == keys_before
+    assert target.keys() - keys_before == set()  # nothing left behind (another test's job may end meanwhile)
     assert target.tokens_digest(video_id) == digest
 
 
