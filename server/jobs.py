@@ -124,8 +124,9 @@ class JobRunner:
         if info is None:
             return await self.store.acquire_lease(video_id, token, lease_s)
         holder, left = info
-        ours_and_gone = holder.partition("/")[0] == self.owner and holder not in {j.lease for j in self.jobs.values()}
-        orphan = ours_and_gone or left < lease_s / 3
+        if holder in {j.lease for j in self.jobs.values()}:  # a job of ours, alive: never an orphan
+            return False
+        orphan = holder.partition("/")[0] == self.owner or left < lease_s / 3
         if orphan:
             log.warning("taking over the orphaned lease of video %s", video_id[:12])
         return orphan and await self.store.take_lease(video_id, holder, token, lease_s)

@@ -32,9 +32,10 @@ def test_a_videos_keys_share_one_slot(redis_cluster: RedisClusterServer) -> None
 
 @pytest.fixture(scope="module")
 def replicas(tiny_checkpoint: Path, redis_cluster: RedisClusterServer, upload_dir: Path) -> Iterator[list[ServerThread]]:
-    """Two servers on the cluster, each given a different node's URL."""
+    """Two servers on the cluster, each given a different node's URL. Leases as in production
+    (30 s): a loaded CI machine must not make a live job look like an orphan."""
     servers = [ServerThread(server_settings(tiny_checkpoint, redis_cluster.nodes[i].url, upload_dir,
-                                            redis_cluster=True)).start() for i in (0, 1)]
+                                            redis_cluster=True, lease_s=30.0)).start() for i in (0, 1)]
     yield servers
     for server in servers:
         server.stop()

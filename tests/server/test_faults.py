@@ -188,10 +188,18 @@ def test_a_delete_during_ingest_sticks(start: Start, redis_server: RedisServer, 
         release = hold(server)
         video_id = post(server, video).json()["id"]
         heard: list[str] = []
-        subscriber = threading.Thread(target=lambda: heard.extend(status_events(server, video_id)), daemon=True)
+        subscribed = threading.Event()
+
+        def listen() -> None:
+            for line in status_events(server, video_id):
+                heard.append(line)
+                subscribed.set()
+
+        subscriber = threading.Thread(target=listen, daemon=True)
         subscriber.start()
         try:
             with server.client() as http:
+                assert subscribed.wait(10)  # it has the current status: it follows the video
                 time.sleep(0.1 * trial)  # at different points of the keep-alive's cycle
                 assert http.delete(f"/videos/{video_id}").status_code == 204
                 subscriber.join(5)
