@@ -104,6 +104,7 @@ class JobRunner:
         # Jobs wait on the device and the decoder: their own threads, not the shared pool's.
         self.executor = ThreadPoolExecutor(settings.max_jobs, thread_name_prefix="longvu-ingest")
         self.jobs: dict[str, Job] = {}
+        self.live: set[str] = set()  # lease tokens of this process's jobs, from before they take it
         self.tasks: set[asyncio.Task] = set()
 
     async def status(self, video_id: str) -> dict | None:
@@ -124,11 +125,12 @@ class JobRunner:
         if info is None:
             return await self.store.acquire_lease(video_id, token, lease_s)
         holder, left = info
-        if holder in {j.lease for j in self.jobs.values()}:  # a job of ours, alive: never an orphan
+        if holder in self.live:  # a job of ours, starting or running: never an orphan
             return False
         orphan = holder.partition("/")[0] == self.owner or left < lease_s / 3
         if orphan:
-            log.warning("taking over the orphaned lease of video %s", video_id[:12])
+            log.warning("taking over the orphaned lease of video %s (held by %s, %.1f s left)", video_id[:12],
+                        holder, left)
         return orphan and await self.store.take_lease(video_id, holder, token, lease_s)
 
     async def start(self, received: Received, info: VideoInfo) -> dict | None:
@@ -138,7 +140,24 @@ class JobRunner:
         if len(self.jobs) >= self.settings.max_jobs and video_id not in self.jobs:
             self.metrics.rejected.labels("jobs_full").inc()
             raise ApiError(503, "busy", "too many videos are being processed; try again shortly", {"Retry-After": "10"})
-        job = Job(lease=f"{self.owner}/{uuid.uuid4().hex[:12]}")
+        job, status = Job(lease=f"{self.owner}/{uuid.uuid4().hex[:12]}"), None
+        self.live.add(job.lease)  # from now on its lease, once taken, is never an orphan here
+        try:
+            status = await self._claim(video_id, job, info)
+        finally:
+            if status is None:
+                self.live.discard(job.lease)
+        if status is None:
+            return None
+        self.jobs[video_id] = job
+        task = asyncio.create_task(self._run(received, info, status, job))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return status
+
+    async def _claim(self, video_id: str, job: Job, info: VideoInfo) -> dict | None:
+        """The lease and a `processing` status for the job, or None (someone else has the
+        video, or a job just finished it)."""
         if not await self._lease(video_id, job.lease):
             return None
         if await self.store.has_tokens(video_id):  # a job that held the lease until now finished it
@@ -153,13 +172,7 @@ class JobRunner:
         except CacheUnavailable:
             await self._release(video_id, job.lease)
             raise
-        if not written:  # deleted (or taken over) in between: someone else's now
-            return None
-        self.jobs[video_id] = job
-        task = asyncio.create_task(self._run(received, info, status, job))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-        return status
+        return status if written else None  # not written: deleted or taken over in between
 
     def cancel(self, video_id: str) -> None:
         """Stop this process's job for the video, if any (DELETE)."""
@@ -233,6 +246,7 @@ class JobRunner:
             # own (this job's lease is then an orphan of this process, taken over).
             if self.jobs.get(video_id) is job:
                 del self.jobs[video_id]
+            self.live.discard(job.lease)
             keeper.cancel()
             self.metrics.jobs_in_progress.dec()
             received.path.unlink(missing_ok=True)
