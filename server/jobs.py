@@ -131,7 +131,9 @@ class JobRunner:
         if orphan:
             log.warning("taking over the orphaned lease of video %s (held by %s, %.1f s left)", video_id[:12],
                         holder, left)
-        return orphan and await self.store.take_lease(video_id, holder, token, lease_s)
+        # The orphan may expire between the look and the take: then the lease is free.
+        return orphan and (await self.store.take_lease(video_id, holder, token, lease_s)
+                           or await self.store.acquire_lease(video_id, token, lease_s))
 
     async def start(self, received: Received, info: VideoInfo) -> dict | None:
         """Start the job, or return None when another one (here or elsewhere) holds the lease
