@@ -18,6 +18,7 @@ from server.cache.store import Keys
 from server.errors import CacheUnavailable
 
 T = TypeVar("T")
+UNREACHABLE = (RedisError, RedisClusterException, OSError)  # a cluster's own errors are not RedisErrors
 
 _RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
@@ -52,7 +53,7 @@ class RedisStore:
     async def _call(self, op: Awaitable[T]) -> T:
         try:
             return await op
-        except (RedisError, RedisClusterException, OSError) as exc:
+        except UNREACHABLE as exc:
             raise CacheUnavailable() from exc
 
     async def get_tokens(self, video_id: str) -> bytes | None:
@@ -113,7 +114,7 @@ class RedisStore:
     async def ping(self) -> bool:
         try:
             return bool(await self.client.ping())
-        except (RedisError, RedisClusterException, OSError):
+        except UNREACHABLE:
             return False
 
     async def close(self) -> None:

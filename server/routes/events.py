@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Depends
 from fastapi.sse import KEEPALIVE_COMMENT, EventSourceResponse, format_sse_event
 
-from server.errors import ApiError, CacheUnavailable
+from server.errors import ApiError, CacheUnavailable, ShuttingDown
 from server.routes.deps import services
 from server.routes.videos import check_id
 from server.schemas import VideoStatus
@@ -22,6 +22,10 @@ from server.services import Services
 
 router = APIRouter()
 POLL_S = 0.25
+
+
+def error_event(exc: ApiError) -> bytes:
+    return format_sse_event(data_str=json.dumps({"code": exc.code, "message": exc.message}), event="error")
 
 
 async def status_events(svc: Services, video_id: str, status: dict | None) -> AsyncIterator[bytes]:
@@ -45,13 +49,12 @@ async def status_events(svc: Services, video_id: str, status: dict | None) -> As
         await asyncio.sleep(POLL_S)
         quiet += POLL_S
         if svc.draining:  # a subscriber must not hold a shutdown up: it follows the video elsewhere
-            yield format_sse_event(data_str=json.dumps({"code": "shutting_down", "message": "the server is "
-                                                        "shutting down; subscribe again"}), event="error")
+            yield error_event(ShuttingDown())
             return
         try:
             status = await svc.jobs.status(video_id)
         except CacheUnavailable as exc:
-            yield format_sse_event(data_str=json.dumps({"code": exc.code, "message": exc.message}), event="error")
+            yield error_event(exc)
             return
 
 
