@@ -3,6 +3,7 @@
     python bench/answer.py                 # GPU: Qwen2-7B shapes, random weights; CPU: the tiny model
     python bench/answer.py --tiny          # the tiny checkpoint wherever it runs
     python bench/answer.py --during-ingest # answers and an ingest together, each beside its solo speed
+    python bench/answer.py --hf            # beside each row, Hugging Face generate() on the same prompts
 
 On a GPU it builds the released `LongVU_Qwen2_7B` shapes with random weights (configs
 written here; nothing downloaded), makes one cached video of an hour (400 kept frames at
@@ -10,6 +11,11 @@ written here; nothing downloaded), makes one cached video of an hour (400 kept f
 (warm-up and CUDA graphs included, as the server does), then asks 1, 4, 16 and 64
 questions at once, 128 tokens each, and prints a table. The first question after start-up
 is timed on its own.
+
+With --hf each row also runs transformers' `generate()` on the same model and prompts (the
+n prompts built, left-padded into one batch, greedy, exactly `--tokens` new tokens): its
+TTFT (building the n prompts plus the first token) and aggregate tokens/s, and ours as a
+ratio of them (TTFT: theirs / ours, above 1 is faster; tokens/s: ours / theirs).
 
 With --during-ingest it measures fair sharing instead: one answer alone, an ingest alone
 (720p frames of changing blocks through the towers, pruning and fusion, as the server's jobs
@@ -38,9 +44,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models.config import LongVUConfig  # noqa: E402
 from models.connector import Connector  # noqa: E402
 from models.encode import encode_video  # noqa: E402
+from models.build import build_inputs  # noqa: E402
 from models.encoded import EncodedVideo  # noqa: E402
 from models.frames import Frame  # noqa: E402
-from models.model import LongVU, llm_classes, load_longvu  # noqa: E402
+from models.model import LongVU, llm_classes, llm_config, load_longvu  # noqa: E402
 from models.sampling import SamplingParams  # noqa: E402
 from models.tiny import LONGVU_CONFIG, write_tiny_checkpoint  # noqa: E402
 from server.asks import Ask  # noqa: E402
@@ -57,11 +64,10 @@ def released_shapes(tiny: LongVU, device: torch.device, dtype: torch.dtype) -> L
     """The tiny model's tokenizer and towers around a Qwen2-7B-shaped LLM and connector."""
     raw = dict(LONGVU_CONFIG, **QWEN2_7B, eos_token_id=tiny.config.raw["eos_token_id"])
     config = LongVUConfig.from_dict(raw)
-    config_cls, llm_cls = llm_classes(config)
-    llm_config = config_cls(**{k: v for k, v in raw.items() if k not in ("model_type", "architectures")})
+    _, llm_cls = llm_classes(config)
     with torch.device(device):
         torch.set_default_dtype(dtype)
-        llm = llm_cls(llm_config).eval()
+        llm = llm_cls(llm_config(config)).eval()
         connector = Connector(config, TOWER_WIDTHS).eval()
         torch.set_default_dtype(torch.float32)
     for module in (llm, connector):
@@ -99,6 +105,28 @@ async def ask_many(engine: Engine, metrics: Metrics, encoded: EncodedVideo, n: i
         "ttft_p50": statistics.median(ttfts), "ttft_p99": ttfts[min(n - 1, round(0.99 * (n - 1)))],
         "prompt": asks[0].built.prompt_tokens if asks[0].built else 0,
     }
+
+
+@torch.inference_mode()
+def hf_generate(model: LongVU, encoded: EncodedVideo, n: int, tokens: int) -> dict:
+    """The same n questions through transformers' `generate()`, one left-padded batch."""
+    def run(new_tokens: int) -> float:
+        started = time.perf_counter()
+        prompts = [build_inputs(model, encoded, f"{QUESTION} ({i})").inputs_embeds[0] for i in range(n)]
+        longest = max(p.shape[0] for p in prompts)
+        embeds = torch.zeros(n, longest, prompts[0].shape[1], dtype=model.dtype, device=model.device)
+        mask = torch.zeros(n, longest, dtype=torch.long, device=model.device)
+        for row, prompt in enumerate(prompts):
+            embeds[row, longest - prompt.shape[0] :], mask[row, longest - prompt.shape[0] :] = prompt, 1
+        pad = model.config.raw["eos_token_id"]
+        model.llm.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=new_tokens,
+                           min_new_tokens=new_tokens, do_sample=False, pad_token_id=pad)
+        if model.device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - started
+
+    ttft = run(1)
+    return {"ttft": ttft, "aggregate": n * tokens / run(tokens)}
 
 
 def blocks(frames: int, width: int = 1280, height: int = 720) -> list[Frame]:
@@ -160,7 +188,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
     parser.add_argument("--max-running", type=int, default=16)
     parser.add_argument("--no-graphs", action="store_true")
+    parser.add_argument("--prefill-tokens", type=int, default=8192, help="LONGVU_PREFILL_TOKENS")
     parser.add_argument("--during-ingest", action="store_true", help="an answer and an ingest together")
+    parser.add_argument("--hf", action="store_true", help="transformers' generate() beside each row")
     args = parser.parse_args()
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -174,7 +204,7 @@ def main() -> None:
     metrics = Metrics()
     started = time.perf_counter()
     engine = Engine(model, metrics, max_queue=max(args.concurrency), max_running=args.max_running,
-                    max_new_tokens=args.tokens, prefill_chunk=512, cuda_graphs=not args.no_graphs)
+                    max_new_tokens=args.tokens, prefill_tokens=args.prefill_tokens, cuda_graphs=not args.no_graphs)
     engine.warm_up()
     print(f"engine ready in {time.perf_counter() - started:.1f} s (CUDA graphs: {engine.batch.graphs})")
     encoded = hour_of_video(model)
@@ -185,12 +215,18 @@ def main() -> None:
         first = asyncio.run(ask_many(engine, metrics, encoded, 1, args.tokens))
         print(f"first question after start-up: TTFT {first['ttft_p50'] * 1e3:.0f} ms, "
               f"prompt {first['prompt']} positions")
-        print("| concurrent | aggregate tok/s | per-stream tok/s | TTFT p50 | TTFT p99 | wall |")
-        print("|---|---|---|---|---|---|")
+        peers = " HF TTFT | HF tok/s | TTFT ratio | tok/s ratio |" if args.hf else ""
+        print(f"| concurrent | aggregate tok/s | per-stream tok/s | TTFT p50 | TTFT p99 | wall |{peers}")
+        print("|---|---|---|---|---|---|" + "---|" * 4 * args.hf)
         for n in args.concurrency:
             r = asyncio.run(ask_many(engine, metrics, encoded, n, args.tokens))
-            print(f"| {n} | {r['aggregate']:.1f} | {r['per_stream']:.1f} | {r['ttft_p50'] * 1e3:.0f} ms "
-                  f"| {r['ttft_p99'] * 1e3:.0f} ms | {r['wall']:.2f} s |", flush=True)
+            row = (f"| {n} | {r['aggregate']:.1f} | {r['per_stream']:.1f} | {r['ttft_p50'] * 1e3:.0f} ms "
+                   f"| {r['ttft_p99'] * 1e3:.0f} ms | {r['wall']:.2f} s |")
+            if args.hf:
+                hf = hf_generate(model, encoded, n, args.tokens)
+                row += (f" {hf['ttft'] * 1e3:.0f} ms | {hf['aggregate']:.1f} | {hf['ttft'] / r['ttft_p50']:.2f} "
+                        f"| {r['aggregate'] / hf['aggregate']:.2f} |")
+            print(row, flush=True)
     finally:
         engine.stop()
 

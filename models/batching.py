@@ -1,8 +1,12 @@
 """Continuous batching: questions join the running decode between steps and leave at once.
 
-Slots stay packed: the decoding questions hold slots 0..n-1 and the one being prefilled
-(at most one, in chunks) holds slot n. A decode step runs the first `rows` slots, `rows`
-the smallest bucket that covers n, and attends to the first `window` positions, the
+Slots stay packed: the decoding questions hold slots 0..n-1 and the questions waiting for
+their prompts to be prefilled hold the next ones, first come first. A prefill pass packs
+as many of those prompts as fit in `prefill_tokens` positions, in order, into one forward
+(`models.attention`). With nothing decoding a prompt is never cut (the first one goes whole
+however long); while answers decode, a first prompt longer than `prefill_tokens` is cut
+and continues next pass, so a pass stalls them by at most `prefill_tokens` positions. A decode step runs the first `rows` slots,
+`rows` the smallest bucket that covers n, and attends to the first `window` positions, the
 smallest multiple of `window_block` that holds the longest row: attention reads what the
 questions hold, not the cache's full length. Padding rows write to the scratch position.
 On CUDA each (rows, window) step is a captured graph: one launch per token for the whole
@@ -18,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
+from models.attention import PackedPrefill, Piece
 from models.kv_cache import SlotCache
 from models.model import LongVU
 from models.sampling import SamplingParams, sample
@@ -58,15 +63,15 @@ def windows(length: int, block: int) -> list[int]:
 
 
 class ContinuousBatch:
-    def __init__(self, model: LongVU, slots: int, length: int, prefill_chunk: int = 512,
+    def __init__(self, model: LongVU, slots: int, length: int, prefill_tokens: int = 8192,
                  cuda_graphs: bool = False, window_block: int = 1024) -> None:
         cfg = model.llm.config
         head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-        self.model, self.prefill_chunk = model, prefill_chunk
+        self.model, self.prefill_tokens = model, prefill_tokens
         self.cache = SlotCache(cfg.num_hidden_layers, slots, cfg.num_key_value_heads, length, head_dim,
                                model.dtype, model.device)
         self.decoding: list[Sequence] = []
-        self.prefilling: Sequence | None = None
+        self.prefilling: list[Sequence] = []
         self.buckets = buckets(slots)
         self.windows = windows(length, window_block)
         # Inputs of a decode step live in fixed buffers, so that a captured graph reads them.
@@ -87,8 +92,17 @@ class ContinuousBatch:
         return self.cache.slots
 
     @property
+    def free_slots(self) -> int:
+        return self.slots - len(self.decoding) - len(self.prefilling)
+
+    @property
     def has_room(self) -> bool:
-        return self.prefilling is None and len(self.decoding) < self.slots
+        return self.free_slots > 0
+
+    @property
+    def unfilled(self) -> int:
+        """Prompt positions waiting for prefill."""
+        return sum(seq.prompt_len - seq.filled for seq in self.prefilling)
 
     @property
     def graphs(self) -> bool:
@@ -102,38 +116,60 @@ class ContinuousBatch:
         return {"captured": len(self._graphs.graphs), "eager": len(self._graphs.eager)}
 
     def start(self, seq: Sequence) -> None:
-        """Take a slot and begin prefilling; `has_room` must be true."""
+        """Take a slot and wait for prefill; `has_room` must be true."""
         if not self.has_room:
             raise RuntimeError("no free slot")
         need = seq.prompt_len + seq.params.max_new_tokens
         if need > self.cache.usable:
             raise ValueError(f"prompt and answer take {need} positions; the cache holds {self.cache.usable}")
-        seq.slot, seq.filled, seq.produced = len(self.decoding), 0, 0
+        seq.slot, seq.filled, seq.produced = len(self.decoding) + len(self.prefilling), 0, 0
         self._seen[seq.slot] = False
         self._penalty[seq.slot] = seq.params.repetition_penalty
-        self.prefilling = seq
+        self.prefilling.append(seq)
 
     @torch.inference_mode()
-    def prefill(self) -> Emitted | None:
-        """One chunk of the prefilling prompt; its first token once the prompt is in."""
-        seq = self.prefilling
-        if seq is None:
-            return None
-        start, end = seq.filled, min(seq.filled + self.prefill_chunk, seq.prompt_len)
+    def prefill(self) -> list[Emitted]:
+        """One packed pass over the waiting prompts; the first token of each it completes."""
+        pieces = self._plan()
+        if not pieces:
+            return []
+        seqs = self.prefilling[: len(pieces)]
         device = self.model.device
-        queries = torch.arange(start, end, device=device)
-        mask = self._key_index[None, :end] <= queries[:, None]
-        self.cache.plan_prefill(seq.slot, start, end)
-        out = self.model.llm(inputs_embeds=seq.embeds[None, start:end].to(device), attention_mask=mask[None, None],
-                             position_ids=queries[None], cache=self.cache, use_cache=True, logits_to_keep=1)
-        seq.filled = end
-        if end < seq.prompt_len:
-            return None
-        self.prefilling = None
-        self.decoding.append(seq)
-        token = self._choose(seq, out.logits[0, -1], None)  # no answer yet: nothing to penalise
-        self._remember([seq], [token])
-        return self._emit(seq, token)
+        packed = PackedPrefill(pieces, self.cache)
+        embeds = torch.cat([seq.embeds[p.start : p.end] for seq, p in zip(seqs, pieces, strict=True)])
+        done = [seq for seq, p in zip(seqs, pieces, strict=True) if p.end == seq.prompt_len]  # all but a chunk
+        keep = packed.last_positions[: len(done)].to(device)
+        self.cache.plan_prefill(packed)
+        out = self.model.llm(inputs_embeds=embeds[None].to(device), attention_mask=packed.no_masks(),
+                             position_ids=packed.positions[None].to(device), cache=self.cache, use_cache=True,
+                             logits_to_keep=keep, packed_prefill=packed)
+        for seq, p in zip(seqs, pieces, strict=True):
+            seq.filled = p.end
+        del self.prefilling[: len(done)]
+        self.decoding.extend(done)  # they hold the slots right after the decoding ones
+        logits = out.logits[0]
+        greedy = logits.argmax(-1).tolist()
+        tokens = [self._choose(seq, logits[i], greedy[i]) for i, seq in enumerate(done)]  # no answer: no penalty
+        self._remember(done, tokens)
+        return [self._emit(seq, token) for seq, token in zip(done, tokens, strict=True)]
+
+    def _plan(self) -> list[Piece]:
+        """This pass's pieces, first come first: the first waiting prompt, cut to
+        `prefill_tokens` positions only while answers decode, then every next prompt that
+        fits whole in what is left of `prefill_tokens`."""
+        pieces: list[Piece] = []
+        total = 0
+        for seq in self.prefilling:
+            left = seq.prompt_len - seq.filled
+            if not pieces:
+                take = min(left, self.prefill_tokens) if self.decoding else left
+            elif left <= self.prefill_tokens - total:
+                take = left
+            else:
+                break
+            pieces.append(Piece(seq.slot, seq.filled, seq.filled + take, total))
+            total += take
+        return pieces
 
     @torch.inference_mode()
     def decode(self) -> list[Emitted]:
@@ -163,9 +199,10 @@ class ContinuousBatch:
         return [self._emit(seq, token) for seq, token in zip(stepped, tokens)]
 
     def release(self, seq: Sequence) -> None:
-        """Free the sequence's slot (finished or cancelled); the last slots move down."""
-        if seq is self.prefilling:
-            self.prefilling = None
+        """Free the sequence's slot (finished or cancelled); later slots move down, so the
+        slots stay packed (a waiting prompt has little or nothing cached to move)."""
+        if seq in self.prefilling:
+            self.prefilling.remove(seq)
         elif seq in self.decoding:
             index, last = self.decoding.index(seq), len(self.decoding) - 1
             if index != last:
@@ -173,15 +210,16 @@ class ContinuousBatch:
                 self._move(last, index, moved.filled)
                 moved.slot, self.decoding[index] = index, moved
             self.decoding.pop()
-            if self.prefilling is not None and self.prefilling.slot != len(self.decoding):
-                self._move(self.prefilling.slot, len(self.decoding), self.prefilling.filled)
-                self.prefilling.slot = len(self.decoding)
+        for slot, waiting in enumerate(self.prefilling, start=len(self.decoding)):
+            if waiting.slot != slot:
+                self._move(waiting.slot, slot, waiting.filled)
+                waiting.slot = slot
         seq.slot = -1
 
     def clear(self) -> list[Sequence]:
         """Drop every sequence (after a failed step); returns them."""
-        dropped = [*self.decoding, *([self.prefilling] if self.prefilling else [])]
-        self.decoding, self.prefilling = [], None
+        dropped = [*self.decoding, *self.prefilling]
+        self.decoding, self.prefilling = [], []
         for seq in dropped:
             seq.slot = -1
         return dropped

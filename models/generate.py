@@ -32,11 +32,10 @@ def generate_ids(
     """Yield new token ids until a stop token, `max_new_tokens`, or `cancelled()`."""
     stop = default_stop_ids(model, params) if stop_ids is None else stop_ids
     seq = Sequence(inputs_embeds[0], params, stop, generator_for(params, model.device))
-    batch = ContinuousBatch(model, slots=1, length=seq.prompt_len + params.max_new_tokens + 1,
-                            prefill_chunk=seq.prompt_len)
+    batch = ContinuousBatch(model, slots=1, length=seq.prompt_len + params.max_new_tokens + 1)
     batch.start(seq)
-    emitted = batch.prefill()
-    while emitted is not None:
+    (emitted,) = batch.prefill()  # nothing else runs: the prompt in one pass
+    while True:
         if emitted.token is not None:
             yield emitted.token
         if emitted.finished or cancelled():

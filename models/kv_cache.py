@@ -4,7 +4,8 @@ Every layer owns two preallocated tensors [slots, kv_heads, length, head_dim]; a
 keeps its slot from prefill to its last token, so no step allocates or concatenates.
 Before each forward pass the caller says where the new keys go (`plan_prefill` or
 `plan_decode`); the attention layers then call `update`, the one method transformers
-asks of a cache when it is given a ready 4-D mask.
+asks of a cache when it is given ready masks. A prefill pass packs pieces of several
+prompts (`models.attention`), each written to its own slot.
 
 The last position of every slot is scratch: padding rows of a decode batch write there,
 so a bucketed decode never touches a slot's real tokens. A decode step reads only a window
@@ -13,7 +14,12 @@ of positions that holds every row's tokens, not the whole slot.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
+
+if TYPE_CHECKING:
+    from models.attention import PackedPrefill
 
 
 class SlotCache:
@@ -24,7 +30,7 @@ class SlotCache:
         self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
         self.slots, self.length = slots, length
         self.rows = torch.arange(slots, device=device)
-        self._prefill: tuple[int, int, int] | None = None
+        self._prefill: PackedPrefill | None = None
         self._decode: tuple[int, torch.Tensor, int] | None = None
 
     @property
@@ -36,9 +42,10 @@ class SlotCache:
         """Positions a question may fill: all but the scratch one."""
         return self.length - 1
 
-    def plan_prefill(self, slot: int, start: int, end: int) -> None:
-        """The next pass writes positions [start, end) of `slot` and attends to [0, end)."""
-        self._prefill, self._decode = (slot, start, end), None
+    def plan_prefill(self, packed: PackedPrefill) -> None:
+        """The next pass writes each piece's positions into its slot; attention reads them
+        from there (`models.attention`)."""
+        self._prefill, self._decode = packed, None
 
     def plan_decode(self, rows: int, positions: torch.Tensor, window: int) -> None:
         """The next pass writes one position per slot 0..rows-1 and attends to the first
@@ -49,10 +56,10 @@ class SlotCache:
                **kwargs: object) -> tuple[torch.Tensor, torch.Tensor]:
         keys, values = self.keys[layer_idx], self.values[layer_idx]
         if self._prefill is not None:
-            slot, start, end = self._prefill
-            keys[slot, :, start:end] = key[0]
-            values[slot, :, start:end] = value[0]
-            return keys[slot : slot + 1, :, :end], values[slot : slot + 1, :, :end]
+            for p in self._prefill.pieces:
+                keys[p.slot, :, p.start : p.end] = key[0, :, p.offset : p.offset + p.length]
+                values[p.slot, :, p.start : p.end] = value[0, :, p.offset : p.offset + p.length]
+            return key, value
         assert self._decode is not None, "plan the pass before running it"
         rows, positions, window = self._decode
         keys[self.rows[:rows], :, positions] = key[:, :, 0]

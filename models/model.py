@@ -18,7 +18,7 @@ from transformers import (
 )
 from transformers.utils import logging as transformers_logging
 
-from models import checkpoint
+from models import attention, checkpoint
 from models.config import LongVUConfig
 from models.connector import Connector
 from models.prompt import stop_token_ids
@@ -52,6 +52,13 @@ class LongVU:
 
 def llm_classes(config: LongVUConfig) -> tuple[type, type]:
     return (LlamaConfig, LlamaForCausalLM) if config.is_llama else (Qwen2Config, Qwen2ForCausalLM)
+
+
+def llm_config(config: LongVUConfig) -> LlamaConfig | Qwen2Config:
+    """The LLM's transformers config, running our attention (`models.attention`)."""
+    config_cls, _ = llm_classes(config)
+    fields = {k: v for k, v in config.raw.items() if k not in _NOT_LLM_CONFIG}
+    return config_cls(**fields, attn_implementation=attention.NAME)
 
 
 def is_connector_key(key: str) -> bool:
@@ -110,14 +117,14 @@ def load_longvu(
     dino_dir = checkpoint.resolve(_tower_path(dino_path, ckpt_dir, BUNDLED_DINO, DEFAULT_DINO))
     towers = VisionTowers.load(str(siglip_dir), str(dino_dir), config.aux_side, dtype, device)
 
-    config_cls, llm_cls = llm_classes(config)
-    llm_config = config_cls(**{k: v for k, v in config.raw.items() if k not in _NOT_LLM_CONFIG})
+    _, llm_cls = llm_classes(config)
+    llm_fields = llm_config(config)
     with torch.device("meta"):
         connector_shape = Connector(config, towers.hidden_sizes)
-        llm_shape = llm_cls(llm_config)
+        llm_shape = llm_cls(llm_fields)
     expected = checkpoint.expected_shapes(connector_shape, CONNECTOR_PREFIX)
     expected.update(checkpoint.expected_shapes(llm_shape))
-    if llm_config.tie_word_embeddings:
+    if llm_fields.tie_word_embeddings:
         expected.pop("lm_head.weight", None)
 
     files = checkpoint.weight_files(ckpt_dir)
@@ -129,7 +136,7 @@ def load_longvu(
     connector.load_state_dict(state, strict=True)
     connector = connector.to(device=device, dtype=dtype).eval()
 
-    llm = llm_cls.from_pretrained(str(ckpt_dir), config=llm_config, dtype=dtype).to(device).eval()
+    llm = llm_cls.from_pretrained(str(ckpt_dir), config=llm_fields, dtype=dtype).to(device).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(ckpt_dir))
     generation = GenerationDefaults.from_dir(ckpt_dir)
 

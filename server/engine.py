@@ -2,11 +2,12 @@
 
 Each round it runs, in order: at most one piece of ingest work (a batch of frames through
 the towers) when ingest is within its share of the device (`DeviceShare`: all of it when no
-question is answering), the admission of the next waiting question (FIFO) into a free KV
-slot, one prefill chunk of the question being admitted, and one decode step for every
-question that is answering. So a question that arrives mid-answer starts at the next round,
-a long prompt stalls running answers by one chunk at a time, and a long ingest slows running
-answers by its share at most.
+question is answering), the admission of waiting questions into free KV slots (FIFO) until
+their prompts fill a prefill pass, one packed prefill pass over them (whole prompts when
+nothing is answering; at most `prefill_tokens` positions while answers run), one decode step for
+every question that is answering. So a question that arrives mid-answer starts at the next
+round, prompts stall running answers by one bounded pass at a time, and a long ingest slows
+running answers by its share at most.
 
 Faults: an exception in a step fails the questions that step touched, and the worker goes
 on. If the worker itself dies, `dead` says why, every waiter gets an error at once, and
@@ -55,11 +56,11 @@ class EngineDead(RuntimeError):
 
 class Engine:
     def __init__(self, model: LongVU, metrics: Metrics, max_queue: int, max_running: int, max_new_tokens: int,
-                 prefill_chunk: int, cuda_graphs: bool, ingest_share: float = 0.3) -> None:
+                 prefill_tokens: int, cuda_graphs: bool, ingest_share: float = 0.3) -> None:
         self.model, self.metrics, self.max_queue = model, metrics, max_queue
         self.share = DeviceShare(ingest_share)
         length = model.config.tokenizer_model_max_length + max_new_tokens + 1
-        self.batch = ContinuousBatch(model, max_running, length, prefill_chunk, cuda_graphs)
+        self.batch = ContinuousBatch(model, max_running, length, prefill_tokens, cuda_graphs)
         self._waiting: deque[Ask] = deque()
         self._device_work: deque[tuple[Callable[[], Any], Future]] = deque()
         self._owners: dict[Sequence, Ask] = {}
@@ -138,14 +139,13 @@ class Engine:
                     contended = answering and bool(self._device_work)
                     due = self._device_work and self.share.ingest_due(answering)
                     work = self._device_work.popleft() if due else None
-                    admitted = self._next_admission()
                     self._count_waiting()
                 ingest_s = 0.0
                 if work is not None:
                     started = time.perf_counter()
                     self._run_device_work(*work)
                     ingest_s = time.perf_counter() - started
-                self._round(admitted)
+                self._round()
                 now = time.perf_counter()
                 if contended:  # the time both wanted the device: all that was not ingest was theirs
                     self.share.spent(ingest_s, now - last_round - ingest_s)
@@ -174,26 +174,32 @@ class Engine:
         self.batch.clear()
         self.metrics.running.set(0)
 
-    def _next_admission(self) -> Ask | None:
-        while self._waiting and self.batch.has_room:
-            ask = self._waiting.popleft()
-            if not ask.cancelled.is_set():
-                return ask
-            ask.on_cancelled()  # left while waiting: never prefilled
-        return None
-
-    def _round(self, admitted: Ask | None) -> None:
+    def _round(self) -> None:
         for seq, ask in list(self._owners.items()):
             if ask.cancelled.is_set():
                 self._drop(seq)
                 ask.on_cancelled()
-        if admitted is not None:
-            self._admit(admitted)
-        if self.batch.prefilling is not None:
-            self._step(lambda: [self.batch.prefill()], [self.batch.prefilling])
+        self._admit_waiting()
+        if self.batch.prefilling:
+            self._step(self.batch.prefill, list(self.batch.prefilling))
         if self.batch.decoding:
             self._step(self.batch.decode, list(self.batch.decoding))
         self.metrics.running.set(self.running)
+
+    def _admit_waiting(self) -> None:
+        """Waiting questions take free slots, first come first, until their prompts fill a
+        prefill pass: one admitted now and prefilled rounds later would only wait longer
+        (building its inputs is device work too)."""
+        while self.batch.has_room and self.batch.unfilled < self.batch.prefill_tokens:
+            with self._wake:
+                if not self._waiting:
+                    return
+                ask = self._waiting.popleft()
+                self._count_waiting()
+            if ask.cancelled.is_set():  # left while waiting: never prefilled
+                ask.on_cancelled()
+            else:
+                self._admit(ask)
 
     def _admit(self, ask: Ask) -> None:
         ask.on_admitted()
@@ -277,7 +283,7 @@ class Engine:
         built = build_inputs(self.model, video, "warm up")
         seq = Sequence(built.inputs_embeds[0], SamplingParams(max_new_tokens=4), frozenset())
         self.batch.start(seq)
-        while self.batch.prefilling is not None:
+        while self.batch.prefilling:
             self.batch.prefill()
         while self.batch.decoding:
             self.batch.decode()

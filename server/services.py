@@ -88,7 +88,7 @@ def build_services(settings: Settings) -> Services:
     store = build_store(settings, model)
     metrics = Metrics()
     engine = Engine(model, metrics, settings.max_queue, settings.max_running, settings.max_new_tokens,
-                    settings.prefill_chunk, settings.cuda_graphs, settings.ingest_share)
+                    settings.prefill_tokens, settings.cuda_graphs, settings.ingest_share)
     engine.warm_up()
     jobs = JobRunner(model, store, settings, metrics, engine.run_on_device)
     return Services(settings, model, store, jobs, metrics, engine, HotVideos(settings.hot_cache_bytes))

@@ -71,8 +71,9 @@ class Settings(BaseSettings):
     max_running: int = Field(16, ge=1, description="questions answering at once: KV slots, the decode batch")
     max_new_tokens: int = Field(4096, ge=1, le=32768, description="the most tokens a question may ask for "
                                 "(sizes the KV slots)")
-    prefill_chunk: int = Field(512, ge=16, description="prompt positions per prefill step: bounds how long "
-                               "running answers stall")
+    prefill_tokens: int = Field(8192, ge=16, description="prompt positions one prefill pass may pack while "
+                                "answers are running: bounds how long they stall (with none running, "
+                                "a prompt is never cut)")
     ingest_share: float = Field(0.3, gt=0, le=1, description="the most of the model worker's time ingest may "
                                 "take while questions are answering (all of it when none are)")
     cuda_graphs: bool = Field(True, description="decode steps as captured CUDA graphs (GPU only)")

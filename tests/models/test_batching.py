@@ -23,10 +23,28 @@ def alone(model, prompt: torch.Tensor, n: int) -> list[int]:  # type: ignore[no-
     return list(generate_ids(model, prompt[None], SamplingParams(max_new_tokens=n), stop_ids=set()))
 
 
-def collect(out: dict[int, list[int]], emitted: list[Emitted | None], ids: dict[int, int]) -> None:
+def collect(out: dict[int, list[int]], emitted: list[Emitted], ids: dict[int, int]) -> None:
     for e in emitted:
-        if e is not None and e.token is not None:
+        if e.token is not None:
             out[ids[id(e.seq)]].append(e.token)
+
+
+def run_all(batch: ContinuousBatch, seqs: list[Sequence], join: bool = False) -> tuple[list[list[int]], int]:
+    """Every sequence to its end; with `join` one joins per round while others decode
+    (as questions arrive), else all start at once. Returns the answers and the rounds."""
+    ids = {id(s): i for i, s in enumerate(seqs)}
+    got: dict[int, list[int]] = {i: [] for i in range(len(seqs))}
+    waiting, rounds = list(seqs), 0
+    while waiting or batch.decoding or batch.prefilling:
+        while waiting and batch.has_room and (not join or not rounds or batch.decoding):
+            batch.start(waiting.pop(0))
+            if join:
+                break
+        collect(got, batch.prefill(), ids)
+        collect(got, batch.decode(), ids)
+        rounds += 1
+        assert rounds < 500
+    return [got[i] for i in range(len(seqs))], rounds
 
 
 def test_buckets_cover_every_count() -> None:
@@ -35,36 +53,57 @@ def test_buckets_cover_every_count() -> None:
 
 
 def test_joining_mid_decode_and_leaving_keeps_every_answer(model, prompts) -> None:  # type: ignore[no-untyped-def]
-    """Prompts join one by one while others decode, in chunks smaller than a prompt;
+    """Prompts join one by one while others decode, cut into passes smaller than a prompt;
     sequences leave at different times, so slots are moved; decode windows grow as the
     answers do; each answer equals its own."""
     lengths = [9, 4, 12, 6]
     expected = [alone(model, p, n) for p, n in zip(prompts, lengths, strict=True)]
-    batch = ContinuousBatch(model, slots=3, length=max(p.shape[0] for p in prompts) + 13, prefill_chunk=61,
+    batch = ContinuousBatch(model, slots=3, length=max(p.shape[0] for p in prompts) + 13, prefill_tokens=61,
                             window_block=100)
     seqs = [Sequence(p, SamplingParams(max_new_tokens=n), frozenset()) for p, n in zip(prompts, lengths, strict=True)]
-    ids = {id(s): i for i, s in enumerate(seqs)}
-    got: dict[int, list[int]] = {i: [] for i in range(len(seqs))}
-    waiting = list(seqs)
-    rounds = 0
-    while waiting or batch.decoding or batch.prefilling:
-        if waiting and batch.has_room:
-            batch.start(waiting.pop(0))
-        collect(got, [batch.prefill()], ids)
-        collect(got, batch.decode(), ids)
-        rounds += 1
-        assert rounds < 500
-    assert [got[i] for i in range(len(seqs))] == expected
+    assert run_all(batch, seqs, join=True)[0] == expected
+
+
+@pytest.mark.parametrize("prefill_tokens", [8192, 150, 61, 7])
+def test_prompts_packed_in_one_pass_keep_their_answers(model, prompts, prefill_tokens: int) -> None:  # type: ignore[no-untyped-def]
+    """All four prompts wait at once: one packed pass when they fit, else several, the last
+    prompt of a pass cut while others decode; greedy answers equal the ones given alone."""
+    lengths = [7, 5, 9, 6]
+    expected = [alone(model, p, n) for p, n in zip(prompts, lengths, strict=True)]
+    batch = ContinuousBatch(model, slots=4, length=max(p.shape[0] for p in prompts) + 10,
+                            prefill_tokens=prefill_tokens, window_block=64)
+    seqs = [Sequence(p, SamplingParams(max_new_tokens=n), frozenset()) for p, n in zip(prompts, lengths, strict=True)]
+    answers, rounds = run_all(batch, seqs)
+    assert answers == expected
+    if prefill_tokens >= sum(p.shape[0] for p in prompts):
+        assert rounds == max(lengths) - 1  # one pass gave every first token, each round one more
+
+
+def test_a_pass_is_cut_only_while_answers_decode(model, prompts) -> None:  # type: ignore[no-untyped-def]
+    total = [int(p.shape[0]) for p in prompts]
+    batch = ContinuousBatch(model, slots=4, length=max(total) + 10, prefill_tokens=min(total) - 1)
+    seqs = [Sequence(p, SamplingParams(max_new_tokens=5), frozenset()) for p in prompts]
+    for seq in seqs:
+        batch.start(seq)
+    first = batch._plan()  # nothing decodes: the first prompt whole, however long; no other fits whole
+    assert [(p.slot, p.start, p.end) for p in first] == [(0, 0, total[0])]
+    batch.prefill()
+    second = batch._plan()  # one decodes now: at most prefill_tokens positions, the prompt cut
+    assert [(p.slot, p.start, p.end) for p in second] == [(1, 0, min(total) - 1)]
+    batch.prefill()
+    assert seqs[1].filled == min(total) - 1 and batch.prefilling == seqs[1:]
+    batch.release(seqs[2])  # a waiting prompt leaves: the ones behind it move down
+    assert [s.slot for s in batch.prefilling] == [1, 2] and seqs[2].slot == -1
 
 
 def test_a_released_sequence_leaves_the_others_intact(model, prompts) -> None:  # type: ignore[no-untyped-def]
-    batch = ContinuousBatch(model, slots=4, length=max(p.shape[0] for p in prompts) + 12, prefill_chunk=1000)
+    batch = ContinuousBatch(model, slots=4, length=max(p.shape[0] for p in prompts) + 12)
     seqs = [Sequence(p, SamplingParams(max_new_tokens=8), frozenset()) for p in prompts[:3]]
     ids = {id(s): i for i, s in enumerate(seqs)}
     got: dict[int, list[int]] = {i: [] for i in range(3)}
     for seq in seqs:
         batch.start(seq)
-        collect(got, [batch.prefill()], ids)
+        collect(got, batch.prefill(), ids)
     collect(got, batch.decode(), ids)
     batch.release(seqs[0])  # cancelled: the last slot moves into its place
     assert seqs[2].slot == 0 and seqs[0].slot == -1
@@ -79,7 +118,7 @@ def test_stop_token_and_capacity(model, prompts) -> None:  # type: ignore[no-unt
     batch = ContinuousBatch(model, slots=1, length=prompts[0].shape[0] + 7)
     seq = Sequence(prompts[0], SamplingParams(max_new_tokens=6), frozenset({free[2]}))
     batch.start(seq)
-    tokens = [batch.prefill()]
+    tokens = batch.prefill()
     while batch.decoding:
         tokens.extend(batch.decode())
     assert [e.token for e in tokens] == [*free[: free.index(free[2])], None] and tokens[-1].finished
@@ -103,8 +142,7 @@ def test_cuda_graph_decoding_equals_eager(tiny_checkpoint, prompts) -> None:  # 
         got: dict[int, list[int]] = {i: [] for i in range(len(seqs))}
         for seq in seqs:
             batch.start(seq)
-            while batch.prefilling is not None:
-                collect(got, [batch.prefill()], ids)
+        collect(got, batch.prefill(), ids)
         while batch.decoding:
             collect(got, batch.decode(), ids)
         answers.append(got)

@@ -86,7 +86,7 @@ def test_tokens_arrive_before_the_stream_ends(app_server: ServerThread, video_id
     engine = app_server.services.engine
     gate = threading.Semaphore(0)
     step = engine._round
-    monkeypatch.setattr(engine, "_round", lambda admitted: gate.acquire() and step(admitted))
+    monkeypatch.setattr(engine, "_round", lambda: gate.acquire() and step())
     lines: queue.Queue = queue.Queue()
 
     def read() -> None:

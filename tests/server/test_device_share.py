@@ -49,7 +49,7 @@ def test_a_running_answer_keeps_most_of_the_device_during_ingest(model) -> None:
     """Tower steps slowed by injection to 100 ms each, sent back to back by an ingest thread
     while an answer runs: ingest gets about its share of the time, no more, and all of it
     once the answer is done."""
-    engine = Engine(model, Metrics(), max_queue=4, max_running=2, max_new_tokens=1000, prefill_chunk=512,
+    engine = Engine(model, Metrics(), max_queue=4, max_running=2, max_new_tokens=1000, prefill_tokens=512,
                     cuda_graphs=False, ingest_share=0.3)
     spans: list[tuple[float, float]] = []  # when each tower step ran
     stop = threading.Event()

@@ -22,7 +22,7 @@ from tests.videos import write_video
 @pytest.fixture()
 def server(tiny_checkpoint: Path, redis_server, upload_dir: Path) -> Iterator[ServerThread]:  # type: ignore[no-untyped-def]
     """Its own server: these tests break the engine on purpose."""
-    server = ServerThread(server_settings(tiny_checkpoint, redis_server.url, upload_dir, prefill_chunk=64)).start()
+    server = ServerThread(server_settings(tiny_checkpoint, redis_server.url, upload_dir, prefill_tokens=64)).start()
     yield server
     server.stop()
 
@@ -44,9 +44,9 @@ def test_a_question_joins_the_running_decode(server: ServerThread, video_id: str
     most = 0
     step = engine._round
 
-    def spy(admitted):  # type: ignore[no-untyped-def]
+    def spy():  # type: ignore[no-untyped-def]
         nonlocal most
-        step(admitted)
+        step()
         most = max(most, len(engine.batch.decoding))
 
     engine._round = spy  # type: ignore[method-assign]
@@ -103,11 +103,11 @@ def test_a_dead_worker_turns_readiness_off_and_nobody_hangs(server: ServerThread
     gate = threading.Event()
     step = engine._round
 
-    def dying(admitted):  # type: ignore[no-untyped-def]
+    def dying():  # type: ignore[no-untyped-def]
         if engine.running:
             gate.wait(5)
             raise SystemExit("injected worker death")  # escapes every per-question guard
-        step(admitted)
+        step()
 
     engine._round = dying  # type: ignore[method-assign]
     with server.client() as client:
@@ -181,7 +181,7 @@ def test_the_warm_up_runs_the_ingest_path_too(model, monkeypatch) -> None:  # ty
     pruned: list[int] = []
     prune = models.encode.window_prune
     monkeypatch.setattr(models.encode, "window_prune", lambda f, *a, **k: pruned.append(len(f)) or prune(f, *a, **k))
-    engine = Engine(model, Metrics(), max_queue=1, max_running=1, max_new_tokens=8, prefill_chunk=512,
+    engine = Engine(model, Metrics(), max_queue=1, max_running=1, max_new_tokens=8, prefill_tokens=512,
                     cuda_graphs=False)
     try:
         engine.warm_up()
