@@ -49,6 +49,7 @@ from models.encoded import EncodedVideo  # noqa: E402
 from models.frames import Frame  # noqa: E402
 from models.model import LongVU, llm_classes, llm_config, load_longvu  # noqa: E402
 from models.sampling import SamplingParams  # noqa: E402
+from models.tower_steps import TimedSteps  # noqa: E402
 from models.tiny import LONGVU_CONFIG, write_tiny_checkpoint  # noqa: E402
 from server.asks import Ask  # noqa: E402
 from server.engine import Engine  # noqa: E402
@@ -120,7 +121,7 @@ def hf_generate(model: LongVU, encoded: EncodedVideo, n: int, tokens: int) -> di
             embeds[row, longest - prompt.shape[0] :], mask[row, longest - prompt.shape[0] :] = prompt, 1
         pad = model.config.raw["eos_token_id"]
         model.llm.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=new_tokens,
-                           min_new_tokens=new_tokens, do_sample=False, pad_token_id=pad)
+                           min_new_tokens=new_tokens, do_sample=False, repetition_penalty=1.0, pad_token_id=pad)
         if model.device.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - started
@@ -138,13 +139,13 @@ def blocks(frames: int, width: int = 1280, height: int = 720) -> list[Frame]:
             for i in range(frames)]
 
 
-def ingest(engine: Engine, model: LongVU, frames: list[Frame], stop: threading.Event,
+def ingest(engine: Engine, model: LongVU, frames: list[Frame], steps: TimedSteps, stop: threading.Event,
            marks: list[tuple[float, int]]) -> None:
     """Frames through the towers, as a server job sends them, until `stop`; `marks` gets
-    (time, frames so far) after every tower chunk."""
+    (time, frames so far) after every DINO step."""
     done = 0
     while not stop.is_set():
-        encode_video(model, frames, device_step=engine.run_on_device,
+        encode_video(model, frames, device_step=engine.run_on_device, tower_steps=steps,
                      progress=lambda _pts, encoded, _survived: marks.append((time.perf_counter(), done + encoded)))
         done += len(frames)
 
@@ -154,15 +155,17 @@ def rate(marks: list[tuple[float, int]], start: float, end: float) -> float:
     return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0]) if len(inside) > 1 else 0.0
 
 
-def during_ingest(engine: Engine, model: LongVU, metrics: Metrics, encoded: EncodedVideo, tokens: int) -> None:
+def during_ingest(engine: Engine, model: LongVU, metrics: Metrics, encoded: EncodedVideo, tokens: int,
+                  step_ms: float) -> None:
     frames, marks = blocks(64), []  # type: ignore[var-annotated]
-    encode_video(model, frames[:16], device_step=engine.run_on_device)  # warm
+    steps = TimedSteps(step_ms / 1000)  # as the server's jobs size their steps
+    encode_video(model, frames[:16], device_step=engine.run_on_device, tower_steps=steps)  # warm, timed
     answer_alone = asyncio.run(ask_many(engine, metrics, encoded, 1, tokens))["per_stream"]
     started = time.perf_counter()
-    encode_video(model, frames, device_step=engine.run_on_device)
+    encode_video(model, frames, device_step=engine.run_on_device, tower_steps=steps)
     ingest_alone = len(frames) / (time.perf_counter() - started)
     stop = threading.Event()
-    feeder = threading.Thread(target=ingest, args=(engine, model, frames, stop, marks))
+    feeder = threading.Thread(target=ingest, args=(engine, model, frames, steps, stop, marks))
     feeder.start()
     while not marks:  # the ingest under way
         time.sleep(0.05)
@@ -177,7 +180,8 @@ def during_ingest(engine: Engine, model: LongVU, metrics: Metrics, encoded: Enco
     print(f"| answer tok/s | {answer_alone:.1f} | {answer_shared:.1f} | {answer_shared / answer_alone:.0%} | >= 70% |")
     print(f"| ingest frames/s | {ingest_alone:.1f} | {ingest_shared:.1f} | {ingest_shared / ingest_alone:.0%} "
           f"| >= 60% |")
-    print(f"engine's ingest share while both ran: {share:.2f} (LONGVU_INGEST_SHARE 0.3)")
+    print(f"engine's ingest share while both ran: {share:.2f} (LONGVU_INGEST_SHARE 0.3); tower steps of "
+          f"{steps.frames('dino', frames[0].rgb.shape[:2])} DINO frames (LONGVU_INGEST_STEP_MS {step_ms:g})")
 
 
 def main() -> None:
@@ -190,6 +194,7 @@ def main() -> None:
     parser.add_argument("--no-graphs", action="store_true")
     parser.add_argument("--prefill-tokens", type=int, default=8192, help="LONGVU_PREFILL_TOKENS")
     parser.add_argument("--during-ingest", action="store_true", help="an answer and an ingest together")
+    parser.add_argument("--ingest-step-ms", type=float, default=25.0, help="LONGVU_INGEST_STEP_MS")
     parser.add_argument("--hf", action="store_true", help="transformers' generate() beside each row")
     args = parser.parse_args()
 
@@ -210,7 +215,7 @@ def main() -> None:
     encoded = hour_of_video(model)
     try:
         if args.during_ingest:
-            during_ingest(engine, model, metrics, encoded, args.tokens)
+            during_ingest(engine, model, metrics, encoded, args.tokens, args.ingest_step_ms)
             return
         first = asyncio.run(ask_many(engine, metrics, encoded, 1, args.tokens))
         print(f"first question after start-up: TTFT {first['ttft_p50'] * 1e3:.0f} ms, "

@@ -2,8 +2,9 @@
 
 Frames stream through in batches of whole DINO windows, bounded in bytes; pixels and DINO
 maps live for one batch, SVA outputs wait on disk, so peak memory does not grow with the
-video's length. The towers take a batch in chunks, a device step each; pruning takes
-the batch's windows in one call.
+video's length. The towers take a batch in steps sized by `TowerSteps` (a running answer
+waits for at most one), pruning takes the batch's windows in one call. The host's part of
+a step (stacking and pinning frames) is done on the calling thread, not the device's.
 
 Whether DINO pruning applies depends on the prompt length (SPEC step 4), which a
 cached video does not know. A video with at least `always_prune_from` sampled frames
@@ -17,7 +18,8 @@ from __future__ import annotations
 import io
 import math
 import tempfile
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 import numpy as np
@@ -29,12 +31,12 @@ from models.encoded import EncodedVideo
 from models.frames import Frame
 from models.model import LongVU
 from models.preprocess import DINO, SIGLIP, TowerPreprocess
+from models.tower_steps import FixedSteps, TowerSteps
 
 T = TypeVar("T")
 DeviceStep = Callable[[Callable[[], T]], T]
 
 FRAMES_PER_BATCH = 16 * WINDOW  # at most; fewer for large pictures. One pruning call a batch
-TOWER_BATCH = 4 * WINDOW  # frames a device step takes through a tower
 BATCH_BYTES = 512 << 20  # RGB frames of one batch, whatever the resolution (at least one window)
 
 
@@ -99,12 +101,15 @@ def encode_video(
     duration_s: float | None = None,
     progress: Callable[[float, int, int], None] | None = None,
     device_step: DeviceStep | None = None,
+    tower_steps: TowerSteps | None = None,
 ) -> EncodedVideo:
-    """`progress` is called after every tower chunk with the presentation time reached, the
+    """`progress` is called after every DINO step with the presentation time reached, the
     frames through the towers and the frames under the DINO threshold so far.
     `device_step` runs each piece of model work (a server hands it to its device
-    scheduler, so that questions interleave with a long ingest); by default, in place."""
+    scheduler, so that questions interleave with a long ingest); by default, in place.
+    `tower_steps` sizes the tower steps (by default a fixed number of frames)."""
     on_device: DeviceStep = device_step or (lambda work: work())
+    steps: TowerSteps = tower_steps or FixedSteps()
     cfg = model.config
     prune_from = always_prune_from(cfg)
     held = _Spool()
@@ -119,29 +124,49 @@ def encode_video(
     on_cpu = model.device.type == "cpu"
 
     def pixels(preprocess: TowerPreprocess, rgbs: list[np.ndarray]) -> Callable[[], torch.Tensor]:
-        ready = preprocess(rgbs) if on_cpu else None
-        return lambda: ready if ready is not None else preprocess(rgbs, model.device)
+        if on_cpu:
+            ready = preprocess(rgbs)
+            return lambda: ready
+        staged = preprocess.staged(rgbs)
+        return lambda: preprocess.on_device(staged, model.device)
+
+    def spans(tower: str, n: int) -> Iterator[range]:
+        start = 0
+        while start < n:
+            stop = min(n, start + steps.frames(tower, (height, width)))
+            yield range(start, stop)
+            start = stop
+
+    def timed(tower: str, frames: int, work: Callable[[], T]) -> Callable[[], T]:
+        @torch.inference_mode()  # device steps may run on another thread
+        def step() -> T:
+            started = time.perf_counter()
+            out = work()
+            if model.device.type == "cuda":
+                torch.cuda.synchronize(model.device)  # the device's time, not the launches'
+            steps.measured(tower, (height, width), frames, time.perf_counter() - started)
+            return out
+        step.__name__ = f"{tower}_step"
+        return step
+
+    def dino_step(chunk_pixels: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
+        return lambda: model.towers.encode_dino(chunk_pixels())
+
+    def fuse_step(siglip_pixels: Callable[[], torch.Tensor], dino: torch.Tensor, rows: list[int],
+                  mask: torch.Tensor) -> Callable[[], torch.Tensor]:
+        def fuse_chunk() -> torch.Tensor:
+            siglip = model.towers.encode_siglip(siglip_pixels())
+            return model.connector.aggregate(siglip, dino[rows], mask).cpu()
+        return fuse_chunk
 
     def run_batch(batch: list[Frame]) -> None:
         nonlocal sampled, survived, mask
         rgbs = [f.rgb for f in batch]
-        # A device step takes one chunk through a tower (short steps keep answers flowing
-        # during a long ingest); pruning takes the whole batch's windows in one call.
-        chunks = [range(i, min(i + TOWER_BATCH, len(batch))) for i in range(0, len(batch), TOWER_BATCH)]
-
-        def dino_step(chunk: range) -> Callable[[], torch.Tensor]:
-            chunk_pixels = pixels(DINO, [rgbs[i] for i in chunk])
-
-            @torch.inference_mode()  # device steps may run on another thread
-            def dino_chunk() -> torch.Tensor:
-                return model.towers.encode_dino(chunk_pixels())
-            return dino_chunk
-
         maps = []
-        for chunk in chunks:
-            maps.append(on_device(dino_step(chunk)))
+        for span in spans("dino", len(batch)):
+            maps.append(on_device(timed("dino", len(span), dino_step(pixels(DINO, rgbs[span.start : span.stop])))))
             if progress:
-                progress(batch[chunk[-1]].pts_s, sampled + chunk.stop, survived)
+                progress(batch[span.stop - 1].pts_s, sampled + span.stop, survived)
 
         @torch.inference_mode()
         def prune() -> tuple[torch.Tensor, list[bool]]:
@@ -150,7 +175,7 @@ def encode_video(
             return dino, window_prune(dino, cfg.dino_threshold, WINDOW)[0].tolist()
 
         dino, keep = on_device(prune)
-        maps.clear()  # with several chunks `dino` is their copy: free the chunks before the fuse steps
+        maps.clear()  # with several steps `dino` is their copy: free the steps' maps before fusing
         survived += sum(keep)
         sampled += len(batch)
         pruning = sampled >= prune_from
@@ -158,19 +183,12 @@ def encode_video(
             held.select([i for i, k in enumerate(held.keep) if k])
         if mask is None:
             mask = model.connector.attention_mask(unpad_size(width, height, size_quirk))
-        for chunk in chunks:
-            rows = [i for i in chunk if keep[i] or not pruning]
-            if rows:
-                features = on_device(fuse_step(pixels(SIGLIP, [rgbs[i] for i in rows]), dino, rows, mask))
-                held.add(features, [batch[i] for i in rows], [keep[i] for i in rows])
-
-    def fuse_step(siglip_pixels: Callable[[], torch.Tensor], dino: torch.Tensor, rows: list[int],
-                  mask: torch.Tensor) -> Callable[[], torch.Tensor]:
-        @torch.inference_mode()
-        def fuse_chunk() -> torch.Tensor:
-            siglip = model.towers.encode_siglip(siglip_pixels())
-            return model.connector.aggregate(siglip, dino[rows], mask).cpu()
-        return fuse_chunk
+        rows = [i for i in range(len(batch)) if keep[i] or not pruning]
+        for span in spans("fuse", len(rows)):
+            chosen = rows[span.start : span.stop]
+            step = fuse_step(pixels(SIGLIP, [rgbs[i] for i in chosen]), dino, chosen, mask)
+            features = on_device(timed("fuse", len(chosen), step))
+            held.add(features, [batch[i] for i in chosen], [keep[i] for i in chosen])
 
     batch: list[Frame] = []
     batch_size = FRAMES_PER_BATCH

@@ -39,10 +39,22 @@ class TowerPreprocess:
         (PIL on the CPU, the same arithmetic in torch elsewhere)."""
         if device is None or device.type == "cpu":
             resized = torch.from_numpy(np.stack([self.resize(frame) for frame in frames])).permute(0, 3, 1, 2)
-        else:
-            batch = torch.from_numpy(np.stack(frames))
-            batch = batch.pin_memory() if torch.cuda.is_available() else batch
-            resized = self.resize_on(batch.to(device, non_blocking=True).permute(0, 3, 1, 2))
+            return self.normalise(resized)
+        return self.on_device(self.staged(frames), device)
+
+    @staticmethod
+    def staged(frames: list[np.ndarray]) -> torch.Tensor:
+        """The host's part of the device path: [B, H, W, 3] uint8 in one block, pinned where a
+        GPU is (a caller does it on its own thread, not the device's)."""
+        batch = torch.from_numpy(np.stack(frames))
+        return batch.pin_memory() if torch.cuda.is_available() else batch
+
+    def on_device(self, staged: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """The device's part: upload, resize and normalise `staged` frames."""
+        return self.normalise(self.resize_on(staged.to(device, non_blocking=True).permute(0, 3, 1, 2)))
+
+    def normalise(self, resized: torch.Tensor) -> torch.Tensor:
+        """[B, 3, size, size] uint8 -> float32: scaled in float64, normalised in float32."""
         scaled = (resized.double() * (1 / 255)).float()
         mean = torch.tensor(self.mean, dtype=torch.float32, device=scaled.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, dtype=torch.float32, device=scaled.device).view(1, 3, 1, 1)

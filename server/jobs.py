@@ -21,6 +21,7 @@ from models.encode import BATCH_BYTES, DeviceStep, encode_video
 from models.encoded import EncodedVideo
 from models.frames import Frame
 from models.model import LongVU
+from models.tower_steps import TimedSteps
 from server.cache.store import Store
 from server.errors import ApiError, CacheUnavailable, as_api_error
 from server.ingest.decode import Decoder
@@ -99,6 +100,7 @@ class JobRunner:
     ) -> None:
         self.model, self.store, self.settings, self.metrics = model, store, settings, metrics
         self.device_step = device_step
+        self.tower_steps = TimedSteps(settings.ingest_step_ms / 1000)  # shared: timings hold for every job
         self.owner = uuid.uuid4().hex
         self.decoder_slots = threading.BoundedSemaphore(settings.decoder_threads)
         # Jobs wait on the device and the decoder: their own threads, not the shared pool's.
@@ -282,7 +284,7 @@ class JobRunner:
             self.model, read_ahead(timed(), READ_AHEAD_BYTES), size_quirk=self.settings.size_quirk,
             duration_s=info.duration_s or None,
             progress=lambda pts, encoded, survived: progress.update(pts=pts, encoded=encoded, survived=survived),
-            device_step=device_step,
+            device_step=device_step, tower_steps=self.tower_steps,
         )
         self.metrics.decode_time.observe(decode_s)
         return encoded

@@ -76,6 +76,9 @@ class Settings(BaseSettings):
                                 "a prompt is never cut)")
     ingest_share: float = Field(0.3, gt=0, le=1, description="the most of the model worker's time ingest may "
                                 "take while questions are answering (all of it when none are)")
+    ingest_step_ms: float = Field(25.0, gt=0, description="device time one ingest step through a tower aims "
+                                  "at (steps are sized by measured time): a running answer waits for at most "
+                                  "one")
     cuda_graphs: bool = Field(True, description="decode steps as captured CUDA graphs (GPU only)")
     sse_ping_s: float = Field(15.0, description="keep-alive comment interval on idle streams")
     shutdown_grace_s: float = Field(30.0, ge=0, description="on SIGTERM, how long running answers may go on "

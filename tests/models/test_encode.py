@@ -1,4 +1,6 @@
 import dataclasses
+import statistics
+import time
 from pathlib import Path
 
 import pytest
@@ -8,6 +10,7 @@ from models.arithmetic import always_prune_from
 from models.encode import EmptyVideoError, encode_video
 from models.encoded import EncodedFormatError, EncodedVideo
 from models.frames import sample_frames
+from models.tower_steps import FixedSteps, TimedSteps
 from tests.videos import write_video
 
 
@@ -50,8 +53,33 @@ def test_pruning_takes_the_batch_in_one_call_and_the_towers_take_chunks(
     assert pruned == [150]  # 150 small frames: one batch, its 10 windows in one call
     assert towers == [64, 64, 22]  # one device step a chunk
     assert through[:3] == [64, 128, 150]  # progress after every chunk, not only every batch
-    assert steps == ["dino_chunk"] * 3 + ["prune"] + ["fuse_chunk"] * 3  # survivors in each chunk
+    assert steps == ["dino_step"] * 3 + ["prune"] + ["fuse_step"]  # the 10 survivors in one step
     assert encoded.frame_indices.tolist() == [start + 8 for start in range(0, 144, 16)] + [147]
+
+
+def test_timed_steps_size_tower_steps_by_device_time(
+        model, static_long_video: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """A DINO tower slowed by 10 ms a frame and a 50 ms target: after a first step of one
+    window, steps take a few frames each and about the target's time; the features equal
+    those of fixed steps."""
+    dino = model.towers.encode_dino
+    steps: list[tuple[int, float]] = []  # frames, seconds
+
+    def slow_dino(pixels):  # type: ignore[no-untyped-def]
+        started = time.perf_counter()
+        time.sleep(0.01 * pixels.shape[0])
+        out = dino(pixels)
+        steps.append((pixels.shape[0], time.perf_counter() - started))
+        return out
+
+    fixed = encode_video(model, sample_frames(static_long_video))
+    monkeypatch.setattr(model.towers, "encode_dino", slow_dino)
+    timed = encode_video(model, sample_frames(static_long_video), tower_steps=TimedSteps(0.05))
+    sizes = [n for n, _ in steps]
+    assert sizes[0] == 16 and sum(sizes) == 150 and max(sizes[1:]) <= 5, sizes
+    assert 0.025 <= statistics.median(s for _, s in steps[1:-1]) <= 0.075, steps
+    assert torch.allclose(timed.features, fixed.features, atol=1e-5)
+    assert timed.frame_indices.tolist() == fixed.frame_indices.tolist()
 
 
 def test_short_video_keeps_every_frame_and_the_dino_mask(model, short_video: Path) -> None:  # type: ignore[no-untyped-def]
@@ -101,3 +129,16 @@ def test_corrupt_bytes_are_refused(data: bytes) -> None:
 def test_no_frames_is_an_error(model) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(EmptyVideoError):
         encode_video(model, iter([]))
+
+
+def test_timed_steps_learn_per_tower_and_picture_size() -> None:
+    steps = TimedSteps(0.025, most=64, first=16)
+    assert steps.frames("dino", (720, 1280)) == 16  # untimed: one window
+    steps.measured("dino", (720, 1280), 16, 0.16)  # 10 ms a frame
+    assert steps.frames("dino", (720, 1280)) == 2
+    assert steps.frames("fuse", (720, 1280)) == 16 and steps.frames("dino", (2160, 3840)) == 16
+    steps.measured("dino", (720, 1280), 10, 0.001)  # faster now: the estimate moves, smoothed
+    assert 2 < steps.frames("dino", (720, 1280)) < 64
+    steps.measured("fuse", (48, 64), 8, 1e-6)
+    assert steps.frames("fuse", (48, 64)) == 64  # never more than `most`
+    assert FixedSteps(7).frames("dino", (1, 1)) == 7
