@@ -4,6 +4,7 @@
     python bench/answer.py --tiny          # the tiny checkpoint wherever it runs
     python bench/answer.py --during-ingest # answers and an ingest together, each beside its solo speed
     python bench/answer.py --hf            # beside each row, Hugging Face generate() on the same prompts
+    python bench/answer.py --llm-url URL   # the same table with the answers from vLLM (LONGVU_LLM_URL)
 
 On a GPU it builds the released `LongVU_Qwen2_7B` shapes with random weights (configs
 written here; nothing downloaded), makes one cached video of an hour (400 kept frames at
@@ -16,6 +17,10 @@ With --hf each row also runs transformers' `generate()` on the same model and pr
 n prompts built, left-padded into one batch, greedy, exactly `--tokens` new tokens): its
 TTFT (building the n prompts plus the first token) and aggregate tokens/s, and ours as a
 ratio of them (TTFT: theirs / ours, above 1 is faster; tokens/s: ours / theirs).
+
+With --llm-url the engine hands every built question to that server (`RemoteDecoding`, as
+the server does with LONGVU_LLM_URL; serve the same model: the tiny checkpoint's export on
+CPU) and first prints what sending `prompt_embeds` costs at Qwen2-7B's width in float16.
 
 With --during-ingest it measures fair sharing instead: one answer alone, an ingest alone
 (720p frames of changing blocks through the towers, pruning and fusion, as the server's jobs
@@ -41,19 +46,23 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from models.build import build_inputs  # noqa: E402
 from models.config import LongVUConfig  # noqa: E402
 from models.connector import Connector  # noqa: E402
 from models.encode import encode_video  # noqa: E402
-from models.build import build_inputs  # noqa: E402
 from models.encoded import EncodedVideo  # noqa: E402
 from models.frames import Frame  # noqa: E402
 from models.model import LongVU, llm_classes, llm_config, load_longvu  # noqa: E402
 from models.sampling import SamplingParams  # noqa: E402
-from models.tower_steps import TimedSteps  # noqa: E402
 from models.tiny import LONGVU_CONFIG, write_tiny_checkpoint  # noqa: E402
+from models.tower_steps import TimedSteps  # noqa: E402
 from server.asks import Ask  # noqa: E402
+from server.decoding import Decoding  # noqa: E402
+from server.decoding.local import LocalDecoding  # noqa: E402
+from server.decoding.remote import RemoteDecoding, prompt_embeds  # noqa: E402
 from server.engine import Engine  # noqa: E402
 from server.metrics import Metrics  # noqa: E402
+from server.settings import Settings  # noqa: E402
 
 QWEN2_7B = dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
                 num_key_value_heads=4, vocab_size=152064, vision_hidden_size=1024, max_window_layers=28)
@@ -130,6 +139,26 @@ def hf_generate(model: LongVU, encoded: EncodedVideo, n: int, tokens: int) -> di
     return {"ttft": ttft, "aggregate": n * tokens / run(tokens)}
 
 
+def transfer_cost() -> None:
+    """Serialising the embeddings of a ~4.3k- and an ~8k-position prompt at 7B width, fp16."""
+    for positions in (4300, 8142):
+        embeds = torch.randn(positions, QWEN2_7B["hidden_size"])
+        started = time.perf_counter()
+        payload = prompt_embeds(embeds, torch.float16)
+        print(f"prompt_embeds of {positions} positions x {QWEN2_7B['hidden_size']} (fp16): "
+              f"{len(payload) / 1e6:.1f} MB of base64 in {(time.perf_counter() - started) * 1e3:.0f} ms")
+
+
+def remote_decoding(url: str, model: LongVU, metrics: Metrics, max_running: int) -> Decoding:
+    decoding = RemoteDecoding(Settings(llm_url=url, max_running=max_running), model, metrics)
+    deadline = time.monotonic() + 60
+    while decoding.unavailable is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if decoding.unavailable is not None:
+        raise SystemExit(decoding.unavailable)
+    return decoding
+
+
 def blocks(frames: int, width: int = 1280, height: int = 720) -> list[Frame]:
     """Frames of changing colour blocks, one a second: most survive DINO pruning. (Tower
     chunks are 64 frames: on CPU, ask for enough tokens that the answer spans several.)"""
@@ -196,6 +225,7 @@ def main() -> None:
     parser.add_argument("--during-ingest", action="store_true", help="an answer and an ingest together")
     parser.add_argument("--ingest-step-ms", type=float, default=25.0, help="LONGVU_INGEST_STEP_MS")
     parser.add_argument("--hf", action="store_true", help="transformers' generate() beside each row")
+    parser.add_argument("--llm-url", help="answers from this OpenAI-compatible server (vLLM), as LONGVU_LLM_URL")
     args = parser.parse_args()
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -208,10 +238,17 @@ def main() -> None:
 
     metrics = Metrics()
     started = time.perf_counter()
-    engine = Engine(model, metrics, max_queue=max(args.concurrency), max_running=args.max_running,
-                    max_new_tokens=args.tokens, prefill_tokens=args.prefill_tokens, cuda_graphs=not args.no_graphs)
+    if args.llm_url:
+        transfer_cost()
+        decoding = remote_decoding(args.llm_url, model, metrics, args.max_running)
+    else:
+        decoding = LocalDecoding(model, metrics, max_running=args.max_running, max_new_tokens=args.tokens,
+                                 prefill_tokens=args.prefill_tokens, cuda_graphs=not args.no_graphs)
+    engine = Engine(model, metrics, decoding, max_queue=max(args.concurrency))
     engine.warm_up()
-    print(f"engine ready in {time.perf_counter() - started:.1f} s (CUDA graphs: {engine.batch.graphs})")
+    graphs = isinstance(decoding, LocalDecoding) and decoding.batch.graphs
+    print(f"engine ready in {time.perf_counter() - started:.1f} s (answers: {type(decoding).__name__}, "
+          f"CUDA graphs: {graphs})")
     encoded = hour_of_video(model)
     try:
         if args.during_ingest:

@@ -27,7 +27,7 @@ from models.towers import DEFAULT_DINO, DEFAULT_SIGLIP, VisionTowers
 
 CONNECTOR_PREFIX = "model."
 CONNECTOR_ROOTS = ("mm_projector", "vision_sampler_", "vision_query", "image_newline")
-_NOT_LLM_CONFIG = {"model_type", "architectures", "auto_map", "_name_or_path", "transformers_version"}
+NOT_LLM_CONFIG = {"model_type", "architectures", "auto_map", "_name_or_path", "transformers_version"}
 # Towers bundled beside the weights (as `models.tiny` writes them) win over the hub ids.
 BUNDLED_SIGLIP = "siglip"
 BUNDLED_DINO = "dino"
@@ -57,7 +57,7 @@ def llm_classes(config: LongVUConfig) -> tuple[type, type]:
 def llm_config(config: LongVUConfig) -> LlamaConfig | Qwen2Config:
     """The LLM's transformers config, running our attention (`models.attention`)."""
     config_cls, _ = llm_classes(config)
-    fields = {k: v for k, v in config.raw.items() if k not in _NOT_LLM_CONFIG}
+    fields = {k: v for k, v in config.raw.items() if k not in NOT_LLM_CONFIG}
     return config_cls(**fields, attn_implementation=attention.NAME)
 
 

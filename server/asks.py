@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from models.build import BuiltInputs, compression_summary
@@ -41,13 +42,18 @@ class Ask:
     generated: int = 0
     last_token_at: float = 0.0
     closed: bool = False
+    abort: Callable[[], object] | None = None  # set by a decoding whose answers run elsewhere
+
 
     def __post_init__(self) -> None:
         self.metrics.asks_open.inc()
 
     def cancel(self) -> None:
-        """From any thread: the client is gone; the engine drops the ask at its next round."""
+        """From any thread: the client is gone; the engine drops the ask at its next round
+        (a remote answer stops at once)."""
         self.cancelled.set()
+        if self.abort is not None:
+            self.abort()
 
     def _emit(self, kind: str, payload: object) -> None:
         self.loop.call_soon_threadsafe(self.events.put_nowait, (kind, payload))

@@ -2,17 +2,16 @@
 
 Each round it runs, in order: at most one piece of ingest work (a batch of frames through
 the towers) when ingest is within its share of the device (`DeviceShare`: all of it when no
-question is answering), the admission of waiting questions into free KV slots (FIFO) until
-their prompts fill a prefill pass, one packed prefill pass over them (whole prompts when
-nothing is answering; at most `prefill_tokens` positions while answers run), one decode step for
-every question that is answering. So a question that arrives mid-answer starts at the next
-round, prompts stall running answers by one bounded pass at a time, and a long ingest slows
-running answers by its share at most.
+question is answering), the admission of waiting questions (FIFO) while the decoding takes
+more, building each one's inputs (the query, STC), and the decoding's own round
+(`server/decoding`: with local decoding, one packed prefill pass and one decode step). So a
+question that arrives mid-answer starts at the next round, and a long ingest slows running
+answers by its share at most.
 
-Faults: an exception in a step fails the questions that step touched, and the worker goes
-on. If the worker itself dies, `dead` says why, every waiter gets an error at once, and
-new work is refused (readiness turns 503). A question whose client leaves ends at the next
-round, queued or answering. On shutdown, `end_answers_after` gives running answers a grace
+Faults: an exception while building fails that question, and the worker goes on. If the
+worker itself dies, `dead` says why, every waiter gets an error at once, and new work is
+refused (readiness turns 503). A question whose client leaves ends at the next round,
+queued or answering. On shutdown, `end_answers_after` gives running answers a grace
 period; then they end with a `shutting_down` error.
 """
 
@@ -30,15 +29,14 @@ import numpy as np
 import torch
 
 from models import arithmetic
-from models.batching import ContinuousBatch, Emitted, Sequence
 from models.build import build_inputs
 from models.encode import encode_video
 from models.encoded import EncodedVideo
 from models.frames import Frame
-from models.generate import Detokenizer, default_stop_ids
+from models.generate import Detokenizer
 from models.model import LongVU
-from models.sampling import SamplingParams, generator_for
 from server.asks import Ask
+from server.decoding import Decoding
 from server.device_share import DeviceShare
 from server.metrics import Metrics
 
@@ -55,15 +53,13 @@ class EngineDead(RuntimeError):
 
 
 class Engine:
-    def __init__(self, model: LongVU, metrics: Metrics, max_queue: int, max_running: int, max_new_tokens: int,
-                 prefill_tokens: int, cuda_graphs: bool, ingest_share: float = 0.3) -> None:
-        self.model, self.metrics, self.max_queue = model, metrics, max_queue
+    def __init__(self, model: LongVU, metrics: Metrics, decoding: Decoding, max_queue: int,
+                 ingest_share: float = 0.3) -> None:
+        self.model, self.metrics, self.decoding, self.max_queue = model, metrics, decoding, max_queue
+        decoding.wake = self.notify  # an answer that ends elsewhere frees room for the waiting
         self.share = DeviceShare(ingest_share)
-        length = model.config.tokenizer_model_max_length + max_new_tokens + 1
-        self.batch = ContinuousBatch(model, max_running, length, prefill_tokens, cuda_graphs)
         self._waiting: deque[Ask] = deque()
         self._device_work: deque[tuple[Callable[[], Any], Future]] = deque()
-        self._owners: dict[Sequence, Ask] = {}
         self._wake = threading.Condition()
         self._stopping = False
         self._answers_deadline: float | None = None  # monotonic; set when the server drains
@@ -90,7 +86,7 @@ class Engine:
 
     @property
     def running(self) -> int:
-        return len(self._owners)
+        return self.decoding.running
 
     def run_on_device(self, work: Callable[[], T]) -> T:
         """Blocks until the worker ran `work` (ingest threads use it)."""
@@ -104,6 +100,11 @@ class Engine:
             self._count_waiting()
             self._wake.notify()
         return future.result()
+
+    def notify(self) -> None:
+        """From any thread: something changed that the worker may act on."""
+        with self._wake:
+            self._wake.notify()
 
     def warm_up(self) -> None:
         """A question's path once, so that the first real one pays no start-up costs."""
@@ -121,6 +122,7 @@ class Engine:
             self._stopping = True
             self._wake.notify()
         self._thread.join(30)
+        self.decoding.close()
 
     # The worker thread.
     def _loop(self) -> None:
@@ -128,14 +130,14 @@ class Engine:
         try:
             while True:
                 with self._wake:
-                    while not (self._stopping or self._waiting or self._device_work or self._owners):
-                        self._wake.wait()
+                    while not self._has_work():
+                        self._wake.wait(self._until_deadline() if self.decoding.running or self._waiting else None)
                     if self._stopping:
                         break
                     self._sweep_cancelled()
                     if self._answers_deadline is not None and time.monotonic() >= self._answers_deadline:
                         self._end_answers("shutting_down", "the server is shutting down")
-                    answering = bool(self._owners or self._waiting)
+                    answering = bool(self.decoding.busy or self._waiting)
                     contended = answering and bool(self._device_work)
                     due = self._device_work and self.share.ingest_due(answering)
                     work = self._device_work.popleft() if due else None
@@ -158,6 +160,17 @@ class Engine:
             return
         self._fail_all("shutting_down", "the server is shutting down")
 
+    def _has_work(self) -> bool:
+        ending = self._until_deadline() == 0.0 and bool(self.decoding.running or self._waiting)
+        admitting = bool(self._waiting) and self.decoding.has_room
+        return self._stopping or bool(self._device_work) or self.decoding.busy or admitting or ending
+
+    def _until_deadline(self) -> float | None:
+        """Seconds until running answers must end (None: no deadline)."""
+        if self._answers_deadline is None:
+            return None
+        return max(0.0, self._answers_deadline - time.monotonic())
+
     def _sweep_cancelled(self) -> None:
         """Queued questions whose client left end now, not when a slot frees."""
         if any(ask.cancelled.is_set() for ask in self._waiting):
@@ -167,87 +180,36 @@ class Engine:
 
     def _end_answers(self, code: str, message: str) -> None:
         """Every question, answering or queued, ends with this error."""
-        for ask in [*self._owners.values(), *self._waiting]:
+        self.decoding.end_all(code, message)
+        for ask in self._waiting:
             ask.on_error(code, message)
         self._waiting.clear()
-        self._owners.clear()
-        self.batch.clear()
-        self.metrics.running.set(0)
 
     def _round(self) -> None:
-        for seq, ask in list(self._owners.items()):
-            if ask.cancelled.is_set():
-                self._drop(seq)
-                ask.on_cancelled()
         self._admit_waiting()
-        if self.batch.prefilling:
-            self._step(self.batch.prefill, list(self.batch.prefilling))
-        if self.batch.decoding:
-            self._step(self.batch.decode, list(self.batch.decoding))
-        self.metrics.running.set(self.running)
+        self.decoding.round()
 
     def _admit_waiting(self) -> None:
-        """Waiting questions take free slots, first come first, until their prompts fill a
-        prefill pass: one admitted now and prefilled rounds later would only wait longer
-        (building its inputs is device work too)."""
-        while self.batch.has_room and self.batch.unfilled < self.batch.prefill_tokens:
+        """Waiting questions, first come first, while the decoding takes more: each one's
+        inputs are built here, on the device."""
+        while self.decoding.has_room:
             with self._wake:
                 if not self._waiting:
                     return
                 ask = self._waiting.popleft()
                 self._count_waiting()
-            if ask.cancelled.is_set():  # left while waiting: never prefilled
+            if ask.cancelled.is_set():  # left while waiting: never built
                 ask.on_cancelled()
-            else:
-                self._admit(ask)
-
-    def _admit(self, ask: Ask) -> None:
-        ask.on_admitted()
-        try:
-            built = build_inputs(self.model, ask.encoded, ask.question)
-            seq = Sequence(built.inputs_embeds[0], ask.params, default_stop_ids(self.model, ask.params),
-                           generator_for(ask.params, self.model.device))
-            ask.on_built(built, Detokenizer(self.model.tokenizer))
-            self.batch.start(seq)
-        except Exception as exc:  # this question only
-            self._fail(ask, exc)
-            return
-        self._owners[seq] = ask
-
-    def _step(self, step: Callable[[], list[Emitted | None]], touched: list[Sequence]) -> None:
-        try:
-            emitted = step()
-        except Exception as exc:  # the questions in this step fail; the others go on
-            for seq in touched:
-                ask = self._drop(seq)
-                if ask is not None:
-                    self._fail(ask, exc)
-            return
-        for item in emitted:
-            if item is not None:
-                self._deliver(item)
-
-    def _deliver(self, item: Emitted) -> None:
-        ask = self._owners[item.seq]
-        try:
-            if "prefill_s" not in ask.timings:  # the prefill's own token
-                ask.on_prefilled()
-            if item.token is not None:
-                ask.on_token(item.token)
-            if item.finished:
-                self._owners.pop(item.seq)
-                ask.on_finish(length_reached=item.token is not None)
-        except Exception as exc:
-            self._drop(item.seq)
-            self._fail(ask, exc)
-
-    def _drop(self, seq: Sequence) -> Ask | None:
-        self.batch.release(seq)
-        return self._owners.pop(seq, None)
-
-    def _fail(self, ask: Ask, exc: Exception) -> None:
-        log.error("answering failed", exc_info=exc)
-        ask.on_error("generation_failed", f"generation failed ({type(exc).__name__})")
+                continue
+            ask.on_admitted()
+            try:
+                built = build_inputs(self.model, ask.encoded, ask.question)
+                ask.on_built(built, Detokenizer(self.model.tokenizer))
+            except Exception as exc:  # this question only
+                log.error("building a question's inputs failed", exc_info=exc)
+                ask.on_error("generation_failed", f"generation failed ({type(exc).__name__})")
+                continue
+            self.decoding.start(ask, built)
 
     def _run_device_work(self, work: Callable[[], Any], future: Future) -> None:
         try:
@@ -280,15 +242,5 @@ class Engine:
         cfg = self.model.config
         frames = arithmetic.stc_from(cfg, prompt_len=1)  # STC for any prompt
         video = EncodedVideo.made_up(frames, cfg.query_num_list[0], cfg.vision_hidden_size)
-        built = build_inputs(self.model, video, "warm up")
-        seq = Sequence(built.inputs_embeds[0], SamplingParams(max_new_tokens=4), frozenset())
-        self.batch.start(seq)
-        while self.batch.prefilling:
-            self.batch.prefill()
-        while self.batch.decoding:
-            self.batch.decode()
-        shapes = self.batch.graph_shapes()
-        for state, count in shapes.items():
-            self.metrics.decode_graphs.labels(state).set(count)
-        log.info("warmed up in %.2f s (decode shapes as CUDA graphs: %d, eager: %d)", time.perf_counter() - started,
-                 shapes["captured"], shapes["eager"])
+        self.decoding.warm_up(build_inputs(self.model, video, "warm up"))
+        log.info("warmed up in %.2f s", time.perf_counter() - started)

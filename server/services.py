@@ -15,6 +15,9 @@ from server.cache.hot import HotVideos
 from server.cache.memory_store import MemoryStore
 from server.cache.redis_store import RedisStore, connect
 from server.cache.store import Keys, Store, pipeline_fingerprint
+from server.decoding import Decoding
+from server.decoding.local import LocalDecoding
+from server.decoding.remote import RemoteDecoding
 from server.engine import Engine
 from server.jobs import JobRunner
 from server.metrics import Metrics
@@ -83,12 +86,20 @@ def build_store(settings: Settings, model: LongVU) -> Store:
     return MemoryStore(settings.memory_cache_bytes, settings.cache_ttl_s)
 
 
+def build_decoding(settings: Settings, model: LongVU, metrics: Metrics) -> Decoding:
+    """Answers decoded here, or by the OpenAI-compatible server at LONGVU_LLM_URL."""
+    if settings.llm_url:
+        return RemoteDecoding(settings, model, metrics)
+    return LocalDecoding(model, metrics, settings.max_running, settings.max_new_tokens, settings.prefill_tokens,
+                         settings.cuda_graphs)
+
+
 def build_services(settings: Settings) -> Services:
     model = load_model(settings)
     store = build_store(settings, model)
     metrics = Metrics()
-    engine = Engine(model, metrics, settings.max_queue, settings.max_running, settings.max_new_tokens,
-                    settings.prefill_tokens, settings.cuda_graphs, settings.ingest_share)
+    engine = Engine(model, metrics, build_decoding(settings, model, metrics), settings.max_queue,
+                    settings.ingest_share)
     engine.warm_up()
     jobs = JobRunner(model, store, settings, metrics, engine.run_on_device)
     return Services(settings, model, store, jobs, metrics, engine, HotVideos(settings.hot_cache_bytes))

@@ -120,6 +120,9 @@ async def check_prompt(svc: Services, question: str | Conversation) -> None:
 
 def start_ask(svc: Services, encoded: EncodedVideo, question: str | Conversation, params: SamplingParams,
               received_at: float, cache_load_s: float) -> Ask:
+    unavailable = svc.engine.decoding.unavailable
+    if unavailable is not None:
+        raise ApiError(503, "llm_unavailable", unavailable, {"Retry-After": RETRY_LLM_S})
     ask = Ask(encoded, question, params, svc.metrics, asyncio.get_running_loop(), received_at)
     ask.timings["cache_load_s"] = cache_load_s
     svc.metrics.cache_load.observe(cache_load_s)
@@ -138,12 +141,17 @@ def start_ask(svc: Services, encoded: EncodedVideo, question: str | Conversation
     return ask
 
 
-ENGINE_ERROR_STATUS = {"worker_dead": 503, "shutting_down": 503, "cancelled": 499}  # 499: client closed
+ENGINE_ERROR_STATUS = {"worker_dead": 503, "shutting_down": 503, "llm_unavailable": 503,
+                       "cancelled": 499}  # 499: client closed
+RETRY_LLM_S = "5"
 
 
 def engine_error(payload: dict) -> ApiError:
-    """An engine `error` event as the API error it is: 503 when the engine is gone."""
-    return ApiError(ENGINE_ERROR_STATUS.get(payload["code"], 500), payload["code"], payload["message"])
+    """An engine `error` event as the API error it is: 503 when the engine or the language
+    model server is gone."""
+    code = payload["code"]
+    headers = {"Retry-After": RETRY_LLM_S} if code == "llm_unavailable" else None
+    return ApiError(ENGINE_ERROR_STATUS.get(code, 500), code, payload["message"], headers)
 
 
 async def cancel_on_disconnect(request: Request, ask: Ask) -> None:

@@ -30,6 +30,15 @@ class Settings(BaseSettings):
     size_quirk: bool = Field(True, description="the reference's frame-size quirk (README, fidelity)")
     sampling: SamplingMode = Field("exact", description="1-fps rule: exact (each whole second) or reference")
 
+    # Answers. No LLM URL: decoded here, on our device.
+    llm_url: str | None = Field(None, description="an OpenAI-compatible base URL ending in /v1 (e.g. vLLM "
+                                "started with --enable-prompt-embeds) that generates the answers from our "
+                                "inputs_embeds (none: decoded here)")
+    llm_model: str | None = Field(None, description="the model to ask at LONGVU_LLM_URL (none: the only one "
+                                  "it serves)")
+    llm_timeout_s: float = Field(60.0, gt=0, description="the longest wait for the LLM server's next bytes "
+                                 "(connecting, first token, each token)")
+
     # Cache. No Redis URL: an in-process LRU bounded in bytes.
     redis_url: str | None = Field(None, description="e.g. redis://redis:6379/0 (none: in-process cache)")
     redis_cluster: bool = Field(False, description="the Redis URL names a node of a Redis Cluster")

@@ -1,5 +1,5 @@
 """Shared fixtures, built once per session: the tiny checkpoint, its loaded model, videos,
-a redis-server, the server under test."""
+a redis-server, a vLLM server, the servers under test."""
 
 from __future__ import annotations
 
@@ -18,10 +18,11 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
+from models.export_llm import export_llm  # noqa: E402
 from models.model import LongVU, load_longvu  # noqa: E402
 from models.tiny import write_tiny_checkpoint  # noqa: E402
 from server.settings import Settings  # noqa: E402
-from tests.harness import RedisClusterServer, RedisServer, ServerThread  # noqa: E402
+from tests.harness import RedisClusterServer, RedisServer, ServerThread, VllmServer  # noqa: E402
 from tests.videos import write_video  # noqa: E402
 
 
@@ -87,6 +88,26 @@ def server_settings(checkpoint: Path, redis_url: str | None, upload_dir: Path, *
 def app_server(tiny_checkpoint: Path, redis_server: RedisServer, upload_dir: Path) -> Iterator[ServerThread]:
     """The main server under test: real Redis, private URLs refused."""
     server = ServerThread(server_settings(tiny_checkpoint, redis_server.url, upload_dir)).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer]:
+    """A real vLLM (CPU build) serving the tiny checkpoint's exported language model."""
+    server = VllmServer(export_llm(str(tiny_checkpoint), tmp_path_factory.mktemp("llm"))).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def remote_server(tiny_checkpoint: Path, redis_server: RedisServer, upload_dir: Path,
+                  vllm_server: VllmServer) -> Iterator[ServerThread]:
+    """A server whose answers come from vLLM; it shares the main server's Redis (and so its
+    cached videos)."""
+    settings = server_settings(tiny_checkpoint, redis_server.url, upload_dir, llm_url=vllm_server.url,
+                               llm_timeout_s=20.0, max_new_tokens=14000)
+    server = ServerThread(settings).start()
     yield server
     server.stop()
 

@@ -21,11 +21,10 @@ from typing import Any, TypeVar
 import httpx
 
 from server.app import create_app
-from server.serve import make_server
 from server.engine import Engine
+from server.serve import make_server
 from server.services import Services
 from server.settings import Settings
-
 
 T = TypeVar("T")
 
@@ -94,6 +93,80 @@ class RedisServer:
         if self.process:
             self.process.kill()
             self.process.wait(10)
+            self.process = None
+
+
+def wait_until_ok(url: str, process: subprocess.Popen, timeout: float, what: str, interval: float = 0.1) -> None:
+    """Until GET `url` answers 200; fails if `process` exits first or the time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited at start-up ({process.returncode})")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(interval)
+    raise RuntimeError(f"{what} did not start in {timeout} s")
+
+
+VLLM_PYTHON = Path(os.environ.get("LONGVU_TEST_VLLM_PYTHON", Path(__file__).parents[1] / ".venv-vllm/bin/python"))
+
+
+class VllmServer:
+    """vLLM's CPU build (`make vllm`: its own virtualenv) serving an exported language model
+    on loopback, with prompt embeddings on; it can be killed and started again on its port."""
+
+    def __init__(self, model_dir: Path, name: str = "longvu-tiny", max_model_len: int = 16384) -> None:
+        self.model_dir, self.name, self.max_model_len = model_dir, name, max_model_len
+        self.port = free_port()
+        self.log = Path(tempfile.mkdtemp(prefix="longvu-vllm-")) / "vllm.log"
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self, timeout: float = 300) -> "VllmServer":
+        if not VLLM_PYTHON.exists():
+            raise RuntimeError(f"no vLLM at {VLLM_PYTHON}: run `make vllm` (or set LONGVU_TEST_VLLM_PYTHON)")
+        env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", VLLM_LOGGING_LEVEL="WARNING", VLLM_LOG_STATS_INTERVAL="1")
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.model_dir),
+                 "--served-model-name", self.name, "--dtype", "float32", "--enable-prompt-embeds",
+                 "--max-model-len", str(self.max_model_len), "--host", "127.0.0.1", "--port", str(self.port)],
+                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            )
+        try:
+            wait_until_ok(f"{self.url}/models", self.process, timeout, "vLLM", interval=0.5)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}: {self.log.read_text()[-3000:]}") from None
+        return self
+
+    def metric(self, name: str) -> float:
+        """A vLLM metric summed over its labels: `vllm:num_requests_running`, or the start of
+        a labelled line, `vllm:request_success_total{engine="0",finished_reason="abort"`."""
+        text = httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=5).text
+        prefixes = (name,) if "{" in name else (name + "{", name + " ")
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefixes))
+
+    def kill(self) -> None:
+        """kill -9 of the whole process group (vLLM runs its engine in child processes)."""
+        if self.process:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(30)
+            self.process = None
+
+    def stop(self) -> None:
+        if self.process:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(30)
             self.process = None
 
 
@@ -252,16 +325,8 @@ class ServerProcess(Served):
     def start(self) -> "ServerProcess":
         self.process = subprocess.Popen([sys.executable, "-m", "server", "--port", str(self.port),
                                          "--log-level", "warning"], env=self.env, cwd=Path(__file__).parents[1])
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, "the server exited at start-up"
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("the server did not start")
+        wait_until_ok(f"{self.url}/readyz", self.process, 120, "the server")
+        return self
 
     def rss_mb(self) -> float:
         assert self.process is not None

@@ -27,6 +27,8 @@ async def readyz(request: Request) -> dict:
         raise ApiError(503, "shutting_down", "the server is shutting down")
     if svc.engine.dead is not None:
         raise ApiError(503, "worker_dead", svc.engine.dead)
+    if svc.engine.decoding.unavailable is not None:
+        raise ApiError(503, "llm_unavailable", svc.engine.decoding.unavailable)
     if not await svc.store.ping():
         raise ApiError(503, "cache_unavailable", "the cache is unreachable")
     return {"status": "ready", "model": svc.model.config.model_type, "fingerprint": svc.model.fingerprint}

@@ -39,7 +39,8 @@ def sse_events(response: httpx.Response) -> Iterator[tuple[str, dict]]:
 def upload_ready(server: ServerThread, video: Path) -> str:
     with server.client() as client:
         video_id = client.post("/videos", files={"file": ("v.mp4", video.read_bytes())}).json()["id"]
-    assert server.wait_ready(video_id)["status"] == "ready"
+    status = server.wait_ready(video_id)
+    assert status["status"] == "ready", status
     return video_id
 
 
@@ -206,7 +207,8 @@ def test_asking_while_processing_is_409(held_server, video_dir: Path) -> None:  
         assert response.status_code == 409 and response.headers["retry-after"]
         assert response.json()["error"]["code"] == "not_ready"
     release.set()
-    assert server.wait_ready(video_id)["status"] == "ready"
+    status = server.wait_ready(video_id)
+    assert status["status"] == "ready", status
     assert ask(server, video_id, stream=False).status_code == 200
 
 

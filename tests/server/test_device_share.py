@@ -8,6 +8,7 @@ import time
 
 from models.sampling import SamplingParams
 from server.asks import Ask
+from server.decoding.local import LocalDecoding
 from server.device_share import HALF_LIFE_S, DeviceShare
 from server.engine import Engine
 from server.metrics import Metrics
@@ -49,8 +50,9 @@ def test_a_running_answer_keeps_most_of_the_device_during_ingest(model) -> None:
     """Tower steps slowed by injection to 100 ms each, sent back to back by an ingest thread
     while an answer runs: ingest gets about its share of the time, no more, and all of it
     once the answer is done."""
-    engine = Engine(model, Metrics(), max_queue=4, max_running=2, max_new_tokens=1000, prefill_tokens=512,
-                    cuda_graphs=False, ingest_share=0.3)
+    metrics = Metrics()
+    decoding = LocalDecoding(model, metrics, max_running=2, max_new_tokens=1000, prefill_tokens=512, cuda_graphs=False)
+    engine = Engine(model, metrics, decoding, max_queue=4, ingest_share=0.3)
     spans: list[tuple[float, float]] = []  # when each tower step ran
     stop = threading.Event()
 

@@ -47,7 +47,7 @@ def test_a_question_joins_the_running_decode(server: ServerThread, video_id: str
     def spy():  # type: ignore[no-untyped-def]
         nonlocal most
         step()
-        most = max(most, len(engine.batch.decoding))
+        most = max(most, len(engine.decoding.batch.decoding))
 
     engine._round = spy  # type: ignore[method-assign]
     order: list[str] = []
@@ -78,7 +78,7 @@ def test_many_concurrent_questions_keep_their_answers(server: ServerThread, vide
 
 def test_a_failing_step_fails_its_questions_only(server: ServerThread, video_id: str) -> None:
     engine: Engine = server.services.engine
-    decode = engine.batch.decode
+    decode = engine.decoding.batch.decode
     calls = {"n": 0}
 
     def flaky():  # type: ignore[no-untyped-def]
@@ -87,10 +87,10 @@ def test_a_failing_step_fails_its_questions_only(server: ServerThread, video_id:
             raise RuntimeError("injected")
         return decode()
 
-    engine.batch.decode = flaky  # type: ignore[method-assign]
+    engine.decoding.batch.decode = flaky  # type: ignore[method-assign]
     failed = ask(server, video_id, stream=False, ignore_eos=True)
     assert failed.status_code == 500 and failed.json()["error"]["code"] == "generation_failed"
-    assert engine.dead is None and engine.running == 0 and not engine.batch.decoding
+    assert engine.dead is None and engine.running == 0 and not engine.decoding.batch.decoding
     served = ask(server, video_id, stream=False, ignore_eos=True)
     assert served.status_code == 200 and served.json()["usage"]["completion_tokens"] == QUESTION["max_new_tokens"]
     with server.client() as client:
@@ -152,8 +152,8 @@ def test_questions_cancelled_while_queued_are_never_prefilled(server: ServerThre
     holder.start()
     time.sleep(0.2)
     admitted: list[object] = []
-    admit = engine._admit
-    engine._admit = lambda a: (admitted.append(a), admit(a))  # type: ignore[method-assign, func-returns-value]
+    start = engine.decoding.start
+    engine.decoding.start = lambda a, b: (admitted.append(a), start(a, b))  # type: ignore[method-assign, func-returns-value]
     with httpx.Client(base_url=server.url, timeout=0.5) as client:
         with pytest.raises(httpx.ReadTimeout):
             client.post(f"/videos/{video_id}/ask", json={**QUESTION, "stream": False})
@@ -176,13 +176,15 @@ def test_the_warm_up_runs_the_ingest_path_too(model, monkeypatch) -> None:  # ty
     """The pruning kernel (and the towers) run once at start-up: the first upload does not
     pay their compilation on the engine thread."""
     import models.encode
+    from server.decoding.local import LocalDecoding
     from server.metrics import Metrics
 
     pruned: list[int] = []
     prune = models.encode.window_prune
     monkeypatch.setattr(models.encode, "window_prune", lambda f, *a, **k: pruned.append(len(f)) or prune(f, *a, **k))
-    engine = Engine(model, Metrics(), max_queue=1, max_running=1, max_new_tokens=8, prefill_tokens=512,
-                    cuda_graphs=False)
+    metrics = Metrics()
+    decoding = LocalDecoding(model, metrics, max_running=1, max_new_tokens=8, prefill_tokens=512, cuda_graphs=False)
+    engine = Engine(model, metrics, decoding, max_queue=1)
     try:
         engine.warm_up()
     finally:

@@ -1,0 +1,113 @@
+"""Answers from a real vLLM (CPU build) fed our `inputs_embeds`, through our real uvicorn
+server, against the embedded engine's answers for the same checkpoint, video and question."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.harness import ServerThread, VllmServer
+from tests.server.test_ask import ask, metric, sse_events, upload_ready
+
+GOLDEN = Path(__file__).parents[1] / "golden"
+
+
+@pytest.fixture(scope="module")
+def clips(app_server: ServerThread) -> dict[str, str]:
+    """A 10-second clip and a 10-minute video (the STC regime), ingested once; the two
+    servers share the cache."""
+    return {name: upload_ready(app_server, GOLDEN / f"{name}.mp4") for name in ("short", "long")}
+
+
+@pytest.mark.parametrize("clip", ["short", "long"])
+def test_greedy_answers_equal_the_embedded_engines(app_server: ServerThread, remote_server: ServerThread,
+                                                   clips: dict[str, str], clip: str) -> None:
+    """Greedy without a repetition penalty: vLLM counts placeholder ids at prompt_embeds
+    positions as prompt tokens for its penalty (README, deliberate differences)."""
+    body = {"question": "What happens in the video?", "max_new_tokens": 24, "stream": False, "repetition_penalty": 1.0}
+    local = ask(app_server, clips[clip], **body).json()
+    remote = ask(remote_server, clips[clip], **body).json()
+    assert remote["answer"] == local["answer"] and remote["usage"] == local["usage"]
+    assert remote["compression"] == local["compression"]
+    if clip == "long":
+        assert local["compression"]["stc_applied"] and local["usage"]["prompt_tokens"] > 8000
+
+
+def test_streamed_remote_answer(remote_server: ServerThread, clips: dict[str, str]) -> None:
+    body = {"question": "Describe it.", "max_new_tokens": 16, "ignore_eos": True}
+    whole = ask(remote_server, clips["short"], **body, stream=False).json()
+    with remote_server.client() as client:
+        with client.stream("POST", f"/videos/{clips['short']}/ask", json=body) as response:
+            events = list(sse_events(response))
+    assert [kind for kind, _ in events[:-1]] == ["token"] * (len(events) - 1) and events[-1][0] == "done"
+    assert "".join(d["text"] for kind, d in events if kind == "token") == whole["answer"]
+    assert events[-1][1]["usage"]["completion_tokens"] == 16 and events[-1][1]["finish_reason"] == "length"
+    assert events[-1][1]["timings"]["ttft_s"] > 0
+
+
+def test_a_client_that_leaves_frees_the_vllm_slot(remote_server: ServerThread, vllm_server: VllmServer,
+                                                  clips: dict[str, str]) -> None:
+    """Our upstream stream closes with the client, so vLLM stops generating (its running
+    gauge back to 0) long before the answer's 14,000 tokens (several seconds of its time)."""
+    before = vllm_server.metric("vllm:generation_tokens_total")
+    body = {"question": "Go on.", "max_new_tokens": 14000, "ignore_eos": True}
+    with remote_server.client() as client:
+        with client.stream("POST", f"/videos/{clips['short']}/ask", json=body) as response:
+            assert next(sse_events(response))[0] == "token"
+    settled, last = time.monotonic(), -1.0
+    while time.monotonic() - settled < 3:  # vLLM publishes its counters after its steps
+        generated = vllm_server.metric("vllm:generation_tokens_total")
+        if generated != last:
+            settled, last = time.monotonic(), generated
+        time.sleep(0.2)
+    assert last - before < 14000 and vllm_server.metric("vllm:num_requests_running") == 0
+    assert metric(remote_server, "longvu_asks_open") == 0
+
+
+def test_vllm_killed_mid_answer_then_back(remote_server: ServerThread, vllm_server: VllmServer,
+                                          clips: dict[str, str]) -> None:
+    """The running answer ends with an `llm_unavailable` error event; readiness and new
+    questions say 503 with Retry-After; once vLLM is back, questions are answered again."""
+    body = {"question": "Go on.", "max_new_tokens": 14000, "ignore_eos": True}
+    with remote_server.client() as client:
+        with client.stream("POST", f"/videos/{clips['short']}/ask", json=body) as response:
+            events = sse_events(response)
+            assert next(events)[0] == "token"
+            vllm_server.kill()
+            rest = list(events)
+        assert rest[-1][0] == "error" and rest[-1][1]["code"] == "llm_unavailable"
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["error"]["code"] == "llm_unavailable"
+        refused = ask(remote_server, clips["short"], stream=False)
+        assert refused.status_code == 503 and refused.json()["error"]["code"] == "llm_unavailable"
+        assert refused.headers["Retry-After"]
+        assert client.get("/healthz").status_code == 200
+    vllm_server.start()
+    deadline = time.monotonic() + 30
+    with remote_server.client() as client:
+        while client.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert client.get("/readyz").status_code == 200
+    answered = ask(remote_server, clips["short"], stream=False)
+    assert answered.status_code == 200 and answered.json()["answer"]
+
+
+def test_an_unreachable_llm_server_is_a_clear_503(tiny_checkpoint: Path, redis_server, upload_dir: Path,  # type: ignore[no-untyped-def]
+                                                  clips: dict[str, str]) -> None:
+    from tests.conftest import server_settings
+    from tests.harness import free_port
+
+    settings = server_settings(tiny_checkpoint, redis_server.url, upload_dir,
+                               llm_url=f"http://127.0.0.1:{free_port()}/v1")
+    server = ServerThread(settings).start()
+    try:
+        with server.client() as client:
+            ready = client.get("/readyz")
+            assert ready.status_code == 503 and "unavailable" in ready.json()["error"]["message"]
+        refused = ask(server, clips["short"], stream=False)
+        assert refused.status_code == 503 and refused.json()["error"]["code"] == "llm_unavailable"
+        assert refused.headers["Retry-After"] == "5"
+    finally:
+        server.stop()
