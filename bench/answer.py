@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import os
 import statistics
 import sys
 import tempfile
@@ -229,6 +230,7 @@ def main() -> None:
     args = parser.parse_args()
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))  # as `python -m server` does (LONGVU_CPU_THREADS)
     with tempfile.TemporaryDirectory() as tmp:
         tiny = load_longvu(str(write_tiny_checkpoint(Path(tmp))), device=device)
     big = device.type == "cuda" and not args.tiny
