@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import os
 import statistics
 import sys
 import tempfile
@@ -225,12 +224,14 @@ def main() -> None:
     parser.add_argument("--prefill-tokens", type=int, default=8192, help="LONGVU_PREFILL_TOKENS")
     parser.add_argument("--during-ingest", action="store_true", help="an answer and an ingest together")
     parser.add_argument("--ingest-step-ms", type=float, default=25.0, help="LONGVU_INGEST_STEP_MS")
+    parser.add_argument("--cpu-threads", type=int, help="LONGVU_CPU_THREADS")
     parser.add_argument("--hf", action="store_true", help="transformers' generate() beside each row")
     parser.add_argument("--llm-url", help="answers from this OpenAI-compatible server (vLLM), as LONGVU_LLM_URL")
     args = parser.parse_args()
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))  # as `python -m server` does (LONGVU_CPU_THREADS)
+    if args.cpu_threads:
+        torch.set_num_threads(args.cpu_threads)
     with tempfile.TemporaryDirectory() as tmp:
         tiny = load_longvu(str(write_tiny_checkpoint(Path(tmp))), device=device)
     big = device.type == "cuda" and not args.tiny

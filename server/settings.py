@@ -88,8 +88,8 @@ class Settings(BaseSettings):
     ingest_step_ms: float = Field(25.0, gt=0, description="device time one ingest step through a tower aims "
                                   "at (steps are sized by measured time): a running answer waits for at most "
                                   "one")
-    cpu_threads: int | None = Field(None, ge=1, description="torch's threads for the model's work (none: one "
-                                    "fewer than the cores, so the event loop keeps one)")
+    cpu_threads: int | None = Field(None, ge=1, description="torch's threads for the model's work (none: "
+                                    "torch's default); fewer leave cores to the event loop that streams tokens")
     cuda_graphs: bool = Field(True, description="decode steps as captured CUDA graphs (GPU only)")
     sse_ping_s: float = Field(15.0, description="keep-alive comment interval on idle streams")
     shutdown_grace_s: float = Field(30.0, ge=0, description="on SIGTERM, how long running answers may go on "
