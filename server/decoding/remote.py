@@ -21,6 +21,7 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from typing import Any
 
 import httpx
 import torch
@@ -41,6 +42,10 @@ class UpstreamError(Exception):
     pass
 
 
+# What a failing or unreachable server (or a reply not in its protocol) raises.
+UPSTREAM_FAILURES = (httpx.HTTPError, UpstreamError, ValueError, KeyError)
+
+
 def prompt_embeds(embeds: torch.Tensor, dtype: torch.dtype) -> str:
     """vLLM's wire format for [positions, hidden]: base64 of `torch.save` of the tensor."""
     buffer = io.BytesIO()
@@ -58,7 +63,8 @@ class RemoteDecoding:
         self.unavailable: str | None = "the language model server has not answered yet"
         self.wake: Callable[[], None] = lambda: None
         self._answers: dict[Ask, Future] = {}
-        self._ending: dict[Ask, tuple[str, str]] = {}  # why an answer is being stopped (else: its client left)
+        # Why an answer is being stopped; an answer not here was stopped by its client leaving.
+        self._ending: dict[Ask, tuple[str, str]] = {}
         self._lock = threading.Lock()
         timeout = httpx.Timeout(settings.llm_timeout_s, pool=None)
         self._loop = asyncio.new_event_loop()
@@ -120,7 +126,7 @@ class RemoteDecoding:
                 ask.on_error(*reason)
             else:
                 ask.on_cancelled()
-        except (httpx.HTTPError, UpstreamError, ValueError, KeyError) as exc:
+        except UPSTREAM_FAILURES as exc:
             message = f"the language model server failed ({type(exc).__name__}: {exc})"
             log.warning("%s", message)
             if isinstance(exc, (httpx.TransportError, UpstreamError)):
@@ -166,28 +172,31 @@ class RemoteDecoding:
             raise UpstreamError("the stream ended without a finish reason")
         return finish
 
-    async def _served_model(self) -> str:
-        response = await self._client.get(f"{self.base}/models")
+    async def _models(self, timeout: Any = httpx.USE_CLIENT_DEFAULT) -> list[str]:
+        """The ids of the models the server serves."""
+        response = await self._client.get(f"{self.base}/models", timeout=timeout)
         if response.status_code != 200:
             raise UpstreamError(f"GET /models: HTTP {response.status_code}")
-        names = [m["id"] for m in response.json()["data"]]
+        return [m["id"] for m in response.json()["data"]]
+
+    async def _served_model(self) -> str:
+        names = await self._models()
         if len(names) != 1:
-            raise UpstreamError(f"LONGVU_LLM_MODEL is not set and the server serves {len(names)} models: {names}")
+            raise UpstreamError(f"LONGVU_LLM_MODEL is not set and the server serves {len(names)} models: "
+                                f"{names}")
         self.served = names[0]
         return names[0]
 
     async def _check_health(self) -> None:
         while True:
             try:
-                response = await self._client.get(f"{self.base}/models", timeout=5.0)
-                if response.status_code != 200:
-                    raise UpstreamError(f"GET /models: HTTP {response.status_code}")
-                names = [m["id"] for m in response.json()["data"]]
+                names = await self._models(timeout=5.0)
                 if self.served is not None and self.served not in names:
                     raise UpstreamError(f"it does not serve {self.served!r} (it serves {names})")
                 if self.unavailable is not None:
                     log.info("language model server at %s is available", self.base)
                 self.unavailable = None
-            except (httpx.HTTPError, UpstreamError, ValueError, KeyError) as exc:
-                self.unavailable = f"the language model server at {self.base} is unavailable ({exc or type(exc).__name__})"
+            except UPSTREAM_FAILURES as exc:
+                reason = exc or type(exc).__name__
+                self.unavailable = f"the language model server at {self.base} is unavailable ({reason})"
             await asyncio.sleep(HEALTH_INTERVAL_S)
