@@ -20,6 +20,7 @@ import math
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
@@ -92,6 +93,110 @@ class _Spool:
         return flat.view(self.dtype).view(len(self.offsets), *self.row_shape).clone()
 
 
+@dataclass
+class EncodedBatch:
+    """One batch of whole windows through the towers: the SVA features of the rows held
+    (every frame, or only those under the DINO threshold when pruning), their frames and
+    keep flags, and how many of the batch's frames were under the threshold."""
+
+    features: torch.Tensor
+    frames: list[Frame]
+    keep: list[bool]
+    survived: int
+
+
+class BatchEncoder:
+    """DINO, window pruning, SigLIP and SVA fusion for batches of whole DINO windows (a
+    video's, or a live stream's as each window completes), each piece of model work a
+    `device_step`, the towers in steps sized by `tower_steps`."""
+
+    def __init__(self, model: LongVU, *, size_quirk: bool = True, device_step: DeviceStep | None = None,
+                 tower_steps: TowerSteps | None = None) -> None:
+        self.model, self.size_quirk = model, size_quirk
+        self.on_device: DeviceStep = device_step or (lambda work: work())
+        self.steps: TowerSteps = tower_steps or FixedSteps()
+        self.width = self.height = 0
+        self.mask: torch.Tensor | None = None
+        # On a GPU the frames go up as uint8 and are preprocessed there, inside the device
+        # steps; on the CPU (PIL, the same bits) preprocessing stays on the calling thread.
+        self.on_cpu = model.device.type == "cpu"
+
+    def _pixels(self, preprocess: TowerPreprocess, rgbs: list[np.ndarray]) -> Callable[[], torch.Tensor]:
+        if self.on_cpu:
+            ready = preprocess(rgbs)
+            return lambda: ready
+        staged = preprocess.staged(rgbs)
+        return lambda: preprocess.on_device(staged, self.model.device)
+
+    def _spans(self, tower: str, n: int) -> Iterator[range]:
+        start = 0
+        while start < n:
+            stop = min(n, start + self.steps.frames(tower, (self.height, self.width)))
+            yield range(start, stop)
+            start = stop
+
+    def _timed(self, tower: str, frames: int, work: Callable[[], T]) -> Callable[[], T]:
+        model, steps, size = self.model, self.steps, (self.height, self.width)
+
+        @torch.inference_mode()  # device steps may run on another thread
+        def step() -> T:
+            started = time.perf_counter()
+            out = work()
+            if model.device.type == "cuda":
+                torch.cuda.synchronize(model.device)  # the device's time, not the launches'
+            steps.measured(tower, size, frames, time.perf_counter() - started)
+            return out
+        step.__name__ = f"{tower}_step"
+        return step
+
+    def _dino_step(self, chunk_pixels: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
+        return lambda: self.model.towers.encode_dino(chunk_pixels())
+
+    def _fuse_step(self, siglip_pixels: Callable[[], torch.Tensor], dino: torch.Tensor, rows: list[int],
+                   mask: torch.Tensor) -> Callable[[], torch.Tensor]:
+        model = self.model
+
+        def fuse_chunk() -> torch.Tensor:
+            siglip = model.towers.encode_siglip(siglip_pixels())
+            return model.connector.aggregate(siglip, dino[rows], mask).cpu()
+        return fuse_chunk
+
+    @torch.inference_mode()
+    def encode(self, batch: list[Frame], pruning: bool,
+               dino_done: Callable[[float, int], None] | None = None) -> EncodedBatch:
+        """`pruning`: keep only the rows under the DINO threshold. `dino_done` is called
+        after every DINO step with the presentation time and the frames of the batch done."""
+        if not self.width:
+            self.height, self.width = batch[0].rgb.shape[:2]
+        rgbs = [f.rgb for f in batch]
+        maps = []
+        for span in self._spans("dino", len(batch)):
+            pixels = self._pixels(DINO, rgbs[span.start : span.stop])
+            maps.append(self.on_device(self._timed("dino", len(span), self._dino_step(pixels))))
+            if dino_done:
+                dino_done(batch[span.stop - 1].pts_s, span.stop)
+        threshold = self.model.config.dino_threshold
+
+        @torch.inference_mode()
+        def prune() -> tuple[torch.Tensor, list[bool]]:
+            dino = maps[0] if len(maps) == 1 else torch.cat(maps)
+            # Batches start on window boundaries, so the batch's windows are the video's.
+            return dino, window_prune(dino, threshold, WINDOW)[0].tolist()
+
+        dino, keep = self.on_device(prune)
+        maps.clear()  # with several steps `dino` is their copy: free the steps' maps before fusing
+        if self.mask is None:
+            self.mask = self.model.connector.attention_mask(unpad_size(self.width, self.height, self.size_quirk))
+        rows = [i for i in range(len(batch)) if keep[i] or not pruning]
+        features = []
+        for span in self._spans("fuse", len(rows)):
+            chosen = rows[span.start : span.stop]
+            step = self._fuse_step(self._pixels(SIGLIP, [rgbs[i] for i in chosen]), dino, chosen, self.mask)
+            features.append(self.on_device(self._timed("fuse", len(chosen), step)))
+        stacked = torch.cat(features) if features else torch.empty(0)
+        return EncodedBatch(stacked, [batch[i] for i in rows], [keep[i] for i in rows], sum(keep))
+
+
 @torch.inference_mode()
 def encode_video(
     model: LongVU,
@@ -108,93 +213,29 @@ def encode_video(
     `device_step` runs each piece of model work (a server hands it to its device
     scheduler, so that questions interleave with a long ingest); by default, in place.
     `tower_steps` sizes the tower steps (by default a fixed number of frames)."""
-    on_device: DeviceStep = device_step or (lambda work: work())
-    steps: TowerSteps = tower_steps or FixedSteps()
-    cfg = model.config
-    prune_from = always_prune_from(cfg)
+    encoder = BatchEncoder(model, size_quirk=size_quirk, device_step=device_step, tower_steps=tower_steps)
+    prune_from = always_prune_from(model.config)
     held = _Spool()
     sampled = 0
     survived = 0
-    width = height = 0
     last_pts = 0.0
-    mask: torch.Tensor | None = None
-
-    # On a GPU the frames go up as uint8 and are preprocessed there, inside the device
-    # steps; on the CPU (PIL, the same bits) preprocessing stays on the calling thread.
-    on_cpu = model.device.type == "cpu"
-
-    def pixels(preprocess: TowerPreprocess, rgbs: list[np.ndarray]) -> Callable[[], torch.Tensor]:
-        if on_cpu:
-            ready = preprocess(rgbs)
-            return lambda: ready
-        staged = preprocess.staged(rgbs)
-        return lambda: preprocess.on_device(staged, model.device)
-
-    def spans(tower: str, n: int) -> Iterator[range]:
-        start = 0
-        while start < n:
-            stop = min(n, start + steps.frames(tower, (height, width)))
-            yield range(start, stop)
-            start = stop
-
-    def timed(tower: str, frames: int, work: Callable[[], T]) -> Callable[[], T]:
-        @torch.inference_mode()  # device steps may run on another thread
-        def step() -> T:
-            started = time.perf_counter()
-            out = work()
-            if model.device.type == "cuda":
-                torch.cuda.synchronize(model.device)  # the device's time, not the launches'
-            steps.measured(tower, (height, width), frames, time.perf_counter() - started)
-            return out
-        step.__name__ = f"{tower}_step"
-        return step
-
-    def dino_step(chunk_pixels: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
-        return lambda: model.towers.encode_dino(chunk_pixels())
-
-    def fuse_step(siglip_pixels: Callable[[], torch.Tensor], dino: torch.Tensor, rows: list[int],
-                  mask: torch.Tensor) -> Callable[[], torch.Tensor]:
-        def fuse_chunk() -> torch.Tensor:
-            siglip = model.towers.encode_siglip(siglip_pixels())
-            return model.connector.aggregate(siglip, dino[rows], mask).cpu()
-        return fuse_chunk
 
     def run_batch(batch: list[Frame]) -> None:
-        nonlocal sampled, survived, mask
-        rgbs = [f.rgb for f in batch]
-        maps = []
-        for span in spans("dino", len(batch)):
-            maps.append(on_device(timed("dino", len(span), dino_step(pixels(DINO, rgbs[span.start : span.stop])))))
-            if progress:
-                progress(batch[span.stop - 1].pts_s, sampled + span.stop, survived)
-
-        @torch.inference_mode()
-        def prune() -> tuple[torch.Tensor, list[bool]]:
-            dino = maps[0] if len(maps) == 1 else torch.cat(maps)
-            # Batches start on window boundaries, so the batch's windows are the video's.
-            return dino, window_prune(dino, cfg.dino_threshold, WINDOW)[0].tolist()
-
-        dino, keep = on_device(prune)
-        maps.clear()  # with several steps `dino` is their copy: free the steps' maps before fusing
-        survived += sum(keep)
-        sampled += len(batch)
-        pruning = sampled >= prune_from
+        nonlocal sampled, survived
+        report = (lambda pts, done: progress(pts, sampled + done, survived)) if progress else None
+        pruning = sampled + len(batch) >= prune_from
         if pruning and not all(held.keep):
             held.select([i for i, k in enumerate(held.keep) if k])
-        if mask is None:
-            mask = model.connector.attention_mask(unpad_size(width, height, size_quirk))
-        rows = [i for i in range(len(batch)) if keep[i] or not pruning]
-        for span in spans("fuse", len(rows)):
-            chosen = rows[span.start : span.stop]
-            step = fuse_step(pixels(SIGLIP, [rgbs[i] for i in chosen]), dino, chosen, mask)
-            features = on_device(timed("fuse", len(chosen), step))
-            held.add(features, [batch[i] for i in chosen], [keep[i] for i in chosen])
+        out = encoder.encode(batch, pruning, report)
+        survived += out.survived
+        sampled += len(batch)
+        if out.frames:
+            held.add(out.features, out.frames, out.keep)
 
     batch: list[Frame] = []
     batch_size = FRAMES_PER_BATCH
     for frame in frames:
-        if not width:
-            height, width = frame.rgb.shape[:2]
+        if not batch and not sampled:
             batch_size = frames_per_batch(frame.rgb.nbytes)
         batch.append(frame)
         last_pts = frame.pts_s
@@ -221,8 +262,8 @@ def encode_video(
         pruned=pruned,
         frames_sampled=sampled,
         frames_survived=survived,
-        width=width,
-        height=height,
+        width=encoder.width,
+        height=encoder.height,
         duration_s=float(duration_s if duration_s is not None else last_pts),
         size_quirk=size_quirk,
     )

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
+
+from models.arithmetic import MAX_FRAMES, cap_indices
 
 SCHEMA_VERSION = 1
 _TENSORS = ("features", "frame_indices", "timestamps", "dino_keep")
@@ -71,6 +73,33 @@ class EncodedVideo:
             frames_sampled=held, frames_survived=int(self.dino_keep[inside].sum()) if not self.pruned else held,
             width=self.width, height=self.height, duration_s=max(0.0, min(end_s, self.duration_s) - start_s),
             size_quirk=self.size_quirk,
+        )
+
+    def capped(self) -> EncodedVideo:
+        """At most the reference's 400 frames once pruned (evenly spaced, as at encode
+        time): a live stream's frames are capped per question, after its time range."""
+        if not self.pruned or self.frames_cached <= MAX_FRAMES:
+            return self
+        rows = torch.tensor(cap_indices(self.frames_cached), dtype=torch.int64)
+        return replace(self, features=self.features[rows], frame_indices=self.frame_indices[rows],
+                       timestamps=self.timestamps[rows], dino_keep=self.dino_keep[rows])
+
+    @classmethod
+    def joined(cls, parts: list[EncodedVideo], prune_from: int) -> EncodedVideo:
+        """A live stream's windows as one video: pruned (only the frames under the DINO
+        threshold) once it has `prune_from` sampled frames, as a file would be; not capped."""
+        sampled = sum(p.frames_sampled for p in parts)
+        pruned = sampled >= prune_from
+        keep = torch.cat([p.dino_keep for p in parts])
+        rows = keep if pruned else torch.ones_like(keep)
+        last = parts[-1]
+        held = [p.features for p in parts if p.frames_cached]  # a pruned window may hold none
+        return cls(
+            features=torch.cat(held)[rows] if held else torch.empty(0, 0, 0),
+            frame_indices=torch.cat([p.frame_indices for p in parts])[rows],
+            timestamps=torch.cat([p.timestamps for p in parts])[rows], dino_keep=keep[rows], pruned=pruned,
+            frames_sampled=sampled, frames_survived=sum(p.frames_survived for p in parts), width=last.width,
+            height=last.height, duration_s=last.duration_s, size_quirk=last.size_quirk,
         )
 
     @property

@@ -22,7 +22,7 @@ from server.errors import JsonErrors, ShuttingDown, error_response, install_erro
 from server.limits import RequestLimits
 from server.openai import api_router as openai_api
 from server.openai.protocol import ChatCompletionRequest
-from server.routes import ask, events, health, videos
+from server.routes import ask, events, health, streams, videos
 from server.schemas import AskRequest
 from server.services import build_services
 from server.settings import Settings
@@ -38,11 +38,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         svc = await run_in_threadpool(build_services, settings)
         app.state.services = svc
+        svc.streams.start_watching()
         log.info("model %s ready on %s", svc.model.fingerprint, svc.model.device)
         try:
             yield
         finally:
             await svc.jobs.shutdown()
+            await svc.streams.shutdown()
             await run_in_threadpool(svc.engine.stop)
             await svc.store.close()
 
@@ -50,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(videos.router)
+    app.include_router(streams.router)
     app.include_router(ask.router)
     app.include_router(events.router)
     app.include_router(openai_api.router)

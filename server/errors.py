@@ -52,6 +52,8 @@ INGEST_STATUS: dict[type[ingest.IngestError], tuple[int, int | None]] = {
     ingest.UrlUnreachable: (422, None),
     ingest.FetchFailed: (422, None),
     ingest.FetchTimeout: (422, None),
+    ingest.BadPlaylist: (422, None),
+    ingest.StreamGone: (422, None),
     ingest.SpoolFull: (503, 30),
     ingest.DiskFull: (503, 60),
 }

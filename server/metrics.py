@@ -74,6 +74,10 @@ class Metrics:
         self.asks_open = Gauge("longvu_asks_open", "Asks not yet ended: waiting, answering, or with their last event "
                                "not yet sent", registry=r)
         self.jobs_in_progress = Gauge("longvu_jobs_in_progress", "Ingest jobs running in this process", registry=r)
+        self.streams_live = Gauge("longvu_streams_live", "Live streams followed by this process", registry=r)
+        self.stream_lag = Gauge("longvu_stream_lag_seconds", "Stream seconds a live stream's source has made "
+                                "available and not yet encoded (at least the partial DINO window)", ["stream"],
+                                registry=r)
         self.gpu_memory = Gauge(
             "longvu_gpu_memory_bytes", "GPU memory held by the model process", ["kind"], registry=r
         )

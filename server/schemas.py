@@ -42,9 +42,19 @@ class VideoUrl(BaseModel):
     url: str = Field(min_length=1, max_length=4096)
 
 
+class StreamRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(min_length=1, max_length=4096, description="an HLS playlist (http, https: live, event or "
+                     "ended; a master playlist's variant nearest 720p is followed), or rtsp, rtmp or srt to a "
+                     "host in LONGVU_STREAM_ALLOWED_HOSTS")
+    retention_s: float = Field(3600.0, gt=0, description="seconds of the stream kept for questions (at most "
+                               "LONGVU_STREAM_MAX_RETENTION_S)")
+
+
 class VideoStatus(BaseModel):
     id: str
-    status: Literal["processing", "ready", "failed"]
+    status: Literal["processing", "live", "ready", "failed"]
+    kind: Literal["video", "stream"] = "video"
     progress: float = 0.0
     stage: Literal["queued", "decoding", "encoding"] | None = None  # while processing
     frames_decoded: int | None = None
@@ -54,6 +64,11 @@ class VideoStatus(BaseModel):
     eta_s: float | None = None
     error: str | None = None
     error_code: str | None = None
+    seconds_live: float | None = Field(None, description="a stream's seconds followed so far, on its own clock "
+                                       "(seconds since its first segment)")
+    lag_s: float | None = Field(None, description="stream seconds available at the source and not yet encoded "
+                                "(a window is encoded once its 16 s are complete)")
+    retention_s: float | None = Field(None, description="a stream's seconds kept for questions")
     duration_s: float | None = None
     width: int | None = None
     height: int | None = None
@@ -88,6 +103,8 @@ class AskRequest(BaseModel):
     ignore_eos: bool = False
     start_s: float | None = Field(None, ge=0.0, le=1e7, description="ask about the video from this second on")
     end_s: float | None = Field(None, ge=0.0, le=1e7, description="... up to this second (inclusive)")
+    last_s: float | None = Field(None, gt=0.0, le=1e7, description="ask about the last seconds before now (a live "
+                                 "stream's edge, a video's end)")
 
     _tokens = field_validator("max_new_tokens")(within_token_limit)
 

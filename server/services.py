@@ -20,6 +20,7 @@ from server.decoding.local import LocalDecoding
 from server.decoding.remote import RemoteDecoding
 from server.engine import Engine
 from server.jobs import JobRunner
+from server.live.runner import StreamRunner
 from server.metrics import Metrics
 from server.settings import Settings
 
@@ -36,13 +37,14 @@ class Services:
     metrics: Metrics
     engine: Engine
     hot: HotVideos
+    streams: StreamRunner
     started_at: float = field(default_factory=time.time)
     draining: bool = False  # SIGTERM received: readiness 503, new work refused
 
     async def drain(self) -> None:
         """The start of a graceful shutdown (SIGTERM): readiness and new asks and uploads
-        turn 503 `shutting_down`; ingest jobs stop and release their leases, so another
-        replica can take their videos at once; running answers get LONGVU_SHUTDOWN_GRACE_S
+        turn 503 `shutting_down`; ingest jobs and live streams stop and release their leases,
+        so another replica can take their videos and streams at once; running answers get LONGVU_SHUTDOWN_GRACE_S
         to finish, then end with a `shutting_down` error event."""
         if self.draining:
             return
@@ -50,6 +52,7 @@ class Services:
         log.info("shutting down: running answers have %.0f s to finish", self.settings.shutdown_grace_s)
         self.engine.end_answers_after(self.settings.shutdown_grace_s)
         await self.jobs.shutdown()
+        await self.streams.shutdown()
 
 
 def resolve_device(setting: str) -> torch.device:
@@ -102,4 +105,6 @@ def build_services(settings: Settings) -> Services:
                     settings.ingest_share)
     engine.warm_up()
     jobs = JobRunner(model, store, settings, metrics, engine.run_on_device)
-    return Services(settings, model, store, jobs, metrics, engine, HotVideos(settings.hot_cache_bytes))
+    # Live streams' tower steps are sized by the same timings as the uploads'.
+    streams = StreamRunner(model, store, settings, metrics, engine.run_on_device, jobs.tower_steps)
+    return Services(settings, model, store, jobs, metrics, engine, HotVideos(settings.hot_cache_bytes), streams)

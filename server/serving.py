@@ -47,15 +47,18 @@ async def ingest(svc: Services, received: Received) -> tuple[dict, bool]:
             received.path.unlink(missing_ok=True)
 
 
+ANSWERABLE = ("ready", "live")  # a live stream answers from the windows encoded so far
+
+
 async def until_ready(svc: Services, video_id: str, timeout_s: float) -> AsyncIterator[dict]:
-    """The video's status while it is processed; ends once it is ready. Its failure, its
-    disappearance or the timeout is an ApiError."""
+    """The video's status while it is processed; ends once it is ready (or live). Its
+    failure, its disappearance or the timeout is an ApiError."""
     deadline = time.monotonic() + timeout_s
     while True:
         status = await svc.jobs.status(video_id)
         if status is None:
             raise ApiError(404, "not_found", "the video disappeared while it was processed")
-        if status["status"] == "ready":
+        if status["status"] in ANSWERABLE:
             return
         if status["status"] == "failed":
             raise ApiError(422, status.get("error_code") or "video_failed", status.get("error") or "ingest failed")
@@ -75,6 +78,10 @@ async def load_encoded(svc: Services, video_id: str) -> EncodedVideo:
         raise ApiError(409, "not_ready", "the video is still being processed", {"Retry-After": "2"})
     if status["status"] == "failed":
         raise ApiError(409, "video_failed", f"processing the video failed: {status.get('error')}; send it again")
+    if status.get("kind") == "stream":  # live or ended: its windows, read fresh (they change while live)
+        encoded = await svc.streams.encoded(status)
+        svc.metrics.cache_hits.labels("ask").inc()
+        return encoded
     # A ready status has already been checked against the store's tokens.
     async def read() -> EncodedVideo:
         data = await svc.store.get_tokens(video_id)
@@ -91,18 +98,23 @@ async def load_encoded(svc: Services, video_id: str) -> EncodedVideo:
     return encoded
 
 
-def time_range(encoded: EncodedVideo, start_s: float | None, end_s: float | None) -> EncodedVideo:
-    """The part of the video a question is about (all of it when no bound is given)."""
-    if start_s is None and end_s is None:
-        return encoded
+def time_range(encoded: EncodedVideo, start_s: float | None, end_s: float | None,
+               last_s: float | None = None) -> EncodedVideo:
+    """The part of the video a question is about (all of it when no bound is given; the
+    last `last_s` seconds before its end, a live stream's edge), at most 400 frames once
+    pruned (a live stream's cap applies to the part asked about)."""
+    if start_s is None and end_s is None and last_s is None:
+        return encoded.capped()
     start = 0.0 if start_s is None else start_s
+    if last_s is not None:
+        start = max(start, encoded.duration_s - last_s)
     end = encoded.duration_s if end_s is None else end_s
     if end < start:  # both bounds inclusive: start_s == end_s asks about one instant
         raise ApiError(422, "invalid_range", f"end_s ({end}) must not be before start_s ({start})")
     part = encoded.between(start, end)
     if part.frames_sampled == 0:
         raise ApiError(422, "empty_range", f"no cached frame lies between {start} s and {end} s")
-    return part
+    return part.capped()
 
 
 async def check_prompt(svc: Services, question: str | Conversation) -> None:

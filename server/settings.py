@@ -75,6 +75,17 @@ class Settings(BaseSettings):
     url_total_timeout_s: float = Field(600.0, description="URL fetch total timeout")
     url_max_redirects: int = Field(5, description="redirects followed, each hop checked again")
 
+    # Live streams (POST /streams): HLS through the guarded client; RTSP, RTMP and SRT only
+    # to the hosts listed, since FFmpeg does that network I/O itself, out of the guard's sight.
+    max_streams_live: int = Field(4, ge=0, description="live streams followed at once by this process (503 beyond)")
+    stream_allowed_hosts: CommaList = Field([], description="comma-separated hosts that rtsp://, rtmp:// and "
+                                            "srt:// streams may come from (none: those schemes are refused)")
+    stream_max_retention_s: float = Field(86400.0, gt=0, description="the longest retention_s a stream may ask for")
+    stream_poll_s: float = Field(1.0, gt=0, description="the most time between reloads of a live playlist (half "
+                                 "its target duration when that is shorter)")
+    stream_gone_s: float = Field(30.0, gt=0, description="how long a stream may fail or stall before it is "
+                                 "`failed`")
+
     # Asking.
     max_queue: int = Field(64, ge=0, description="questions waiting for the model (429 beyond)")
     max_running: int = Field(16, ge=1, description="questions answering at once: KV slots, the decode batch")
@@ -104,7 +115,7 @@ class Settings(BaseSettings):
     # Every endpoint but /healthz, /readyz, /metrics and the page needs one of these as a Bearer token.
     api_keys: CommaList = Field([], description="comma-separated keys for Authorization: Bearer (none: open)")
 
-    @field_validator("url_allowed_hosts", "api_keys", mode="before")
+    @field_validator("url_allowed_hosts", "stream_allowed_hosts", "api_keys", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
         if isinstance(value, str):

@@ -22,6 +22,7 @@ from models.export_llm import export_llm  # noqa: E402
 from models.model import LongVU, load_longvu  # noqa: E402
 from models.tiny import write_tiny_checkpoint  # noqa: E402
 from server.settings import Settings  # noqa: E402
+from tests.live import HlsServer  # noqa: E402
 from tests.harness import RedisClusterServer, RedisServer, ServerThread, VllmServer  # noqa: E402
 from tests.videos import write_video  # noqa: E402
 
@@ -137,8 +138,18 @@ def file_server(video_dir: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def url_server(tiny_checkpoint: Path, redis_server, upload_dir: Path) -> Iterator[ServerThread]:  # type: ignore[no-untyped-def]
-    """A server that fetches from private addresses (the test file server is on loopback)."""
-    settings = server_settings(tiny_checkpoint, redis_server.url, upload_dir, url_allow_private=True)
+    """A server that fetches from private addresses (the test file and HLS servers are on
+    loopback); it reloads live playlists often and calls a stream gone after 3 s."""
+    settings = server_settings(tiny_checkpoint, redis_server.url, upload_dir, url_allow_private=True,
+                               stream_poll_s=0.25, stream_gone_s=3.0)
     server = ServerThread(settings).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def hls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HlsServer]:
+    """A loopback HTTP server for live HLS streams that the tests write as they run."""
+    server = HlsServer(tmp_path_factory.mktemp("hls"))
     yield server
     server.stop()

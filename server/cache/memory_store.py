@@ -13,6 +13,9 @@ class MemoryStore:
         self._bytes = 0
         self._status: dict[str, tuple[dict, float]] = {}
         self._leases: dict[str, tuple[str, float]] = {}
+        # Live streams' windows, bounded by their retention rather than by the LRU.
+        self._windows: dict[str, dict[str, bytes]] = {}
+        self._streams: set[str] = set()
 
     def _drop(self, video_id: str) -> None:
         data, _ = self._tokens.pop(video_id)
@@ -39,7 +42,7 @@ class MemoryStore:
         self._bytes += len(data)
 
     async def has_tokens(self, video_id: str) -> bool:
-        return await self.get_tokens(video_id) is not None
+        return video_id in self._windows or await self.get_tokens(video_id) is not None
 
     async def get_status(self, video_id: str) -> dict | None:
         entry = self._status.get(video_id)
@@ -47,7 +50,7 @@ class MemoryStore:
             return None
         status, expires = entry
         # Expired, or a "ready" status whose tokens were evicted: it would point at nothing.
-        if expires < time.monotonic() or (status.get("status") == "ready" and video_id not in self._tokens):
+        if expires < time.monotonic() or (status.get("status") == "ready" and not await self.has_tokens(video_id)):
             del self._status[video_id]
             return None
         return status
@@ -63,9 +66,11 @@ class MemoryStore:
         return held is not None and held[0] == owner and held[1] > time.monotonic()
 
     async def delete(self, video_id: str) -> bool:
-        found = video_id in self._tokens or video_id in self._status
+        found = video_id in self._tokens or video_id in self._status or video_id in self._windows
         if video_id in self._tokens:
             self._drop(video_id)
+        self._windows.pop(video_id, None)
+        self._streams.discard(video_id)
         self._status.pop(video_id, None)
         self._leases.pop(video_id, None)
         return found
@@ -109,6 +114,29 @@ class MemoryStore:
             return False
         await self.put_tokens(video_id, tokens)
         return await self.put_status(video_id, status, owner)
+
+    async def update_windows(self, video_id: str, owner: str, add: dict[str, bytes], drop: list[str],
+                             status: dict) -> bool:
+        if not self._holds(video_id, owner):
+            return False
+        windows = self._windows.setdefault(video_id, {})
+        windows.update(add)
+        for name in drop:
+            windows.pop(name, None)
+        return await self.put_status(video_id, status, owner)
+
+    async def get_windows(self, video_id: str, windows: list[str]) -> list[bytes | None]:
+        held = self._windows.get(video_id, {})
+        return [held.get(name) for name in windows]
+
+    async def add_stream(self, video_id: str) -> None:
+        self._streams.add(video_id)
+
+    async def remove_stream(self, video_id: str) -> None:
+        self._streams.discard(video_id)
+
+    async def streams(self) -> list[str]:
+        return sorted(self._streams)
 
     async def ping(self) -> bool:
         return True

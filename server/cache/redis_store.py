@@ -26,11 +26,18 @@ _TAKE = ("if redis.call('get', KEYS[1]) == ARGV[1] then "
          "return redis.call('set', KEYS[1], ARGV[2], 'PX', ARGV[3]) and 1 end return 0")
 _PUT_STATUS = ("if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end "
                "redis.call('set', KEYS[2], ARGV[2], 'EX', ARGV[3]) return 1")
-_DELETE = "local found = redis.call('del', KEYS[1], KEYS[2]) redis.call('del', KEYS[3]) return found"
+_DELETE = "local found = redis.call('del', KEYS[1], KEYS[2], KEYS[4]) redis.call('del', KEYS[3]) return found"
 _LEASE_INFO = "return {redis.call('get', KEYS[1]) or false, redis.call('pttl', KEYS[1])}"  # false: nil, kept
 _FINISH = ("if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end "
            "redis.call('set', KEYS[2], ARGV[2], 'EX', ARGV[4]) "
            "redis.call('set', KEYS[3], ARGV[3], 'EX', ARGV[4]) return 1")
+# ARGV: owner, status, ttl, how many windows to add, then their names and data, then those to drop.
+_UPDATE_WINDOWS = ("if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end "
+                   "local added = tonumber(ARGV[4]) "
+                   "for i = 0, added - 1 do redis.call('hset', KEYS[2], ARGV[5 + 2 * i], ARGV[6 + 2 * i]) end "
+                   "for i = 5 + 2 * added, #ARGV do redis.call('hdel', KEYS[2], ARGV[i]) end "
+                   "redis.call('expire', KEYS[2], ARGV[3]) "
+                   "redis.call('set', KEYS[3], ARGV[2], 'EX', ARGV[3]) return 1")
 
 
 def connect(url: str, cluster: bool) -> redis.Redis | RedisCluster:
@@ -63,7 +70,9 @@ class RedisStore:
         await self._call(self.client.set(self.keys.tokens(video_id), data, ex=self.ttl_s))
 
     async def has_tokens(self, video_id: str) -> bool:
-        return bool(await self._call(self.client.exists(self.keys.tokens(video_id))))
+        """A video's tokens, or a stream's windows (keys of one slot: one EXISTS)."""
+        keys = self.keys
+        return bool(await self._call(self.client.exists(keys.tokens(video_id), keys.windows(video_id))))
 
     async def get_status(self, video_id: str) -> dict | None:
         raw = await self._call(self.client.get(self.keys.status(video_id)))
@@ -79,7 +88,8 @@ class RedisStore:
         """Removes the lease too: a job running anywhere can write nothing more and stops."""
         keys = self.keys
         found = await self._call(self.client.eval(
-            _DELETE, 3, keys.tokens(video_id), keys.status(video_id), keys.lease(video_id)))
+            _DELETE, 4, keys.tokens(video_id), keys.status(video_id), keys.lease(video_id), keys.windows(video_id)))
+        await self.remove_stream(video_id)
         return bool(found)
 
     async def acquire_lease(self, video_id: str, owner: str, ttl_s: float) -> bool:
@@ -110,6 +120,29 @@ class RedisStore:
             _FINISH, 3, keys.lease(video_id), keys.tokens(video_id), keys.status(video_id),
             owner, tokens, json.dumps(status), self.ttl_s))
         return bool(done)
+
+    async def update_windows(self, video_id: str, owner: str, add: dict[str, bytes], drop: list[str],
+                             status: dict) -> bool:
+        keys = self.keys
+        added = [item for pair in add.items() for item in pair]
+        done = await self._call(self.client.eval(
+            _UPDATE_WINDOWS, 3, keys.lease(video_id), keys.windows(video_id), keys.status(video_id),
+            owner, json.dumps(status), self.ttl_s, len(add), *added, *drop))
+        return bool(done)
+
+    async def get_windows(self, video_id: str, windows: list[str]) -> list[bytes | None]:
+        if not windows:
+            return []
+        return list(await self._call(self.client.hmget(self.keys.windows(video_id), windows)))
+
+    async def add_stream(self, video_id: str) -> None:
+        await self._call(self.client.sadd(self.keys.streams(), video_id))
+
+    async def remove_stream(self, video_id: str) -> None:
+        await self._call(self.client.srem(self.keys.streams(), video_id))
+
+    async def streams(self) -> list[str]:
+        return sorted(m.decode() for m in await self._call(self.client.smembers(self.keys.streams())))
 
     async def ping(self) -> bool:
         try:

@@ -38,6 +38,14 @@ class Keys:
     def lease(self, video_id: str) -> str:
         return self._key(video_id, "lease")
 
+    def windows(self, video_id: str) -> str:
+        """A live stream's encoded windows: a hash, one field per window."""
+        return self._key(video_id, "windows")
+
+    def streams(self) -> str:
+        """The ids of the live streams being followed, for a replica to take one over."""
+        return f"{self.prefix}:streams"
+
 
 class Store(Protocol):
     """Every method may raise `CacheUnavailable` when the backing service is down."""
@@ -50,7 +58,7 @@ class Store(Protocol):
         """Write a job's status only while `owner` holds the video's lease, at once (False,
         writing nothing, once the lease is lost or the video deleted: a DELETE sticks)."""
     async def delete(self, video_id: str) -> bool:
-        """Tokens, status and lease, at once; whether there was a video."""
+        """Tokens (or a stream's windows), status and lease, at once; whether there was a video."""
     async def acquire_lease(self, video_id: str, owner: str, ttl_s: float) -> bool: ...
     async def renew_lease(self, video_id: str, owner: str, ttl_s: float) -> bool: ...
     async def release_lease(self, video_id: str, owner: str) -> None: ...
@@ -62,5 +70,13 @@ class Store(Protocol):
     async def finish(self, video_id: str, owner: str, tokens: bytes, status: dict) -> bool:
         """Write the tokens and the ready status only while `owner` holds the lease, at once
         (False, writing nothing, when the lease was lost or the video deleted)."""
+    async def update_windows(self, video_id: str, owner: str, add: dict[str, bytes], drop: list[str],
+                             status: dict) -> bool:
+        """Add a live stream's new windows, remove those in `drop` (past retention) and write
+        the status, at once, only while `owner` holds the lease."""
+    async def get_windows(self, video_id: str, windows: list[str]) -> list[bytes | None]: ...
+    async def add_stream(self, video_id: str) -> None: ...
+    async def remove_stream(self, video_id: str) -> None: ...
+    async def streams(self) -> list[str]: ...
     async def ping(self) -> bool: ...
     async def close(self) -> None: ...

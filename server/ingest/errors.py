@@ -67,3 +67,15 @@ class FetchFailed(IngestError):
 
 class FetchTimeout(IngestError):
     code = "url_timeout"
+
+
+class BadPlaylist(IngestError):
+    """A live stream's URL that is not an HLS playlist we follow."""
+
+    code = "bad_playlist"
+
+
+class StreamGone(IngestError):
+    """A live stream that failed or stalled for longer than LONGVU_STREAM_GONE_S."""
+
+    code = "stream_gone"

@@ -12,25 +12,21 @@ import tempfile
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urljoin
 
-import httpx
 from fastapi import Request
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
-from server.ingest.connect import Resolver, guarded_transport, system_resolver
+from server.ingest.client import GuardedClient, check_url, too_large
+from server.ingest.connect import Resolver, system_resolver
 from server.ingest.errors import (
     DiskFull,
     EmptyVideo,
-    FetchFailed,
     FetchTimeout,
     IngestError,
-    InvalidUrl,
     MalformedUpload,
     SpoolFull,
     UrlNotAllowed,
-    VideoTooLarge,
 )
 from server.settings import Settings
 
@@ -40,10 +36,6 @@ class Received:
     path: Path
     video_id: str
     size: int
-
-
-def too_large(limit: int) -> VideoTooLarge:
-    return VideoTooLarge(f"the video is larger than the limit of {limit} bytes")
 
 
 BATCH = 1 << 20  # bytes gathered on the event loop before a worker thread writes them
@@ -211,57 +203,21 @@ async def receive_upload(request: Request, settings: Settings) -> Received:
     return sink.finish()
 
 
-def check_url(url: str, settings: Settings) -> httpx.URL:
-    """Refuse what is not an http(s) URL to an allowed host. Addresses are checked when
-    connecting (`server.ingest.connect`), on the address actually connected to."""
-    try:
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, ValueError, TypeError) as exc:
-        raise InvalidUrl(f"not a valid URL: {exc}") from exc
-    if parsed.scheme not in ("http", "https"):
-        raise UrlNotAllowed("only http and https URLs are fetched")
-    if not parsed.host:
-        raise UrlNotAllowed("the URL has no host")
-    host = parsed.host.rstrip(".").lower()
-    if settings.url_allowed_hosts and host not in {h.lower() for h in settings.url_allowed_hosts}:
-        raise UrlNotAllowed(f"host {host} is not in the allowed list")
-    return parsed
-
-
 async def fetch_url(url: str, settings: Settings, resolve: Resolver = system_resolver) -> Received:
-    """Stream `url` to disk; every redirect hop is checked again, and every connection
-    goes only to an address the policy allows."""
-    timeout = httpx.Timeout(settings.url_read_timeout_s, connect=settings.url_connect_timeout_s)
+    """Stream `url` to disk through the guarded client (`server.ingest.client`)."""
     check_url(url, settings)
     sink = Sink(settings)
-    transport = guarded_transport(settings.url_allow_private, resolve)
     try:
-        async with asyncio.timeout(settings.url_total_timeout_s):
-            async with httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False,
-                                         trust_env=False) as client:
-                for _ in range(settings.url_max_redirects + 1):
-                    check_url(url, settings)
-                    async with client.stream("GET", url) as response:
-                        if response.is_redirect:
-                            url = urljoin(url, response.headers.get("location", ""))
-                            continue
-                        if response.status_code != 200:
-                            raise FetchFailed(f"the URL answered HTTP {response.status_code}")
-                        declared = response.headers.get("content-length", "")
-                        if declared.isdigit() and int(declared) > settings.max_upload_bytes:
-                            raise too_large(settings.max_upload_bytes)
-                        await sink.write_stream(response.aiter_bytes(1 << 16))
-                        return sink.finish()
-                raise FetchFailed("too many redirects")
-    except IngestError:
-        sink.discard()
-        raise
-    except (TimeoutError, httpx.TimeoutException) as exc:
+        async with asyncio.timeout(settings.url_total_timeout_s), GuardedClient(settings, resolve) as client:
+            async with client.get(url) as response:
+                declared = response.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > settings.max_upload_bytes:
+                    raise too_large(settings.max_upload_bytes)
+                await sink.write_stream(response.aiter_bytes(1 << 16))
+                return sink.finish()
+    except TimeoutError as exc:
         sink.discard()
         raise FetchTimeout("the URL did not answer in time") from exc
-    except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
-        sink.discard()
-        raise FetchFailed(f"fetching the URL failed: {type(exc).__name__}") from exc
     except BaseException:
         sink.discard()
         raise

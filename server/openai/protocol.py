@@ -87,6 +87,7 @@ class ChatCompletionRequest(BaseModel):
     # Extra fields: ask about a part of the video only.
     start_s: float | None = Field(None, ge=0.0, le=1e7)
     end_s: float | None = Field(None, ge=0.0, le=1e7)
+    last_s: float | None = Field(None, gt=0.0, le=1e7, description="the last seconds before now (a live stream's edge)")
 
     _tokens = field_validator("max_tokens", "max_completion_tokens")(within_token_limit)
 

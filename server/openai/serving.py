@@ -40,6 +40,7 @@ from server.routes.videos import check_id
 from server.schemas import Answer
 from server.services import Services
 from server.serving import (
+    ANSWERABLE,
     check_prompt,
     engine_error,
     ingest,
@@ -97,7 +98,7 @@ async def resolve_video(svc: Services, url: str) -> tuple[str, bool]:
         status = await svc.jobs.status(video_id)
         if status is None:
             raise ApiError(404, "not_found", f"no video {video_id}; upload it first")
-        return video_id, status["status"] == "ready"
+        return video_id, status["status"] in ANSWERABLE
     if url.startswith("data:"):
         received = await run_in_threadpool(receive_data_url, url, svc.settings)
     else:
@@ -176,7 +177,7 @@ async def create_chat_completion(svc: Services, body: ChatCompletionRequest, req
 
     async def begin() -> Ask:
         loading = time.perf_counter()
-        encoded = time_range(await load_encoded(svc, video_id), body.start_s, body.end_s)
+        encoded = time_range(await load_encoded(svc, video_id), body.start_s, body.end_s, body.last_s)
         return start_ask(svc, encoded, chat.turns, params, received_at, time.perf_counter() - loading)
 
     if not body.stream:

@@ -51,7 +51,7 @@ async def ask_video(video_id: str, request: Request,  # type: ignore[no-untyped-
     received_at = time.perf_counter()
     await check_prompt(svc, body.question)
     loading = time.perf_counter()
-    encoded = time_range(await load_encoded(svc, check_id(video_id)), body.start_s, body.end_s)
+    encoded = time_range(await load_encoded(svc, check_id(video_id)), body.start_s, body.end_s, body.last_s)
     params = svc.model.generation.params(body.max_new_tokens, body.temperature, body.top_p, body.top_k,
                                         body.repetition_penalty, body.seed, body.ignore_eos)
     ask = start_ask(svc, encoded, body.question, params, received_at, time.perf_counter() - loading)

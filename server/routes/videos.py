@@ -66,7 +66,8 @@ async def get_video(video_id: str, svc: Services = Depends(services)) -> JSONRes
 @router.delete("/videos/{video_id}", status_code=204)
 async def delete_video(video_id: str, svc: Services = Depends(services)) -> Response:
     svc.hot.discard(check_id(video_id))
-    svc.jobs.cancel(video_id)  # a job elsewhere stops too: its lease is deleted with the video
+    svc.jobs.cancel(video_id)  # a job or follower elsewhere stops too: its lease is deleted with the video
+    svc.streams.stop(video_id)
     if not await svc.store.delete(video_id):
         raise ApiError(404, "not_found", "no such video")
     return Response(status_code=204)

@@ -7,9 +7,9 @@ import pytest
 
 from server.errors import as_api_error
 from server.ingest.addresses import refusal
+from server.ingest.client import check_url
 from server.ingest.connect import GuardedBackend
 from server.ingest.errors import IngestError, UrlNotAllowed
-from server.ingest.intake import check_url
 from server.settings import Settings
 
 NEVER = ["169.254.169.254", "169.254.0.1", "fe80::1", "224.0.0.1", "ff02::1", "0.0.0.0", "::", "240.0.0.1"]

@@ -1,0 +1,218 @@
+"""The live streams of this process: created by POST /streams, stopped by DELETE, taken
+over from a replica that died. One follower per stream across replicas: it holds the
+stream's lease in the store while it runs. Every replica looks, every half lease, for a
+live stream whose lease has expired and takes it over at the live edge."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from models.arithmetic import always_prune_from
+from models.encode import BatchEncoder, DeviceStep
+from models.encoded import EncodedFormatError, EncodedVideo
+from models.model import LongVU
+from models.tower_steps import TowerSteps
+from server.cache.store import Store
+from server.errors import ApiError, CacheUnavailable, as_api_error
+from server.ingest.connect import Resolver, system_resolver
+from server.ingest.errors import IngestError
+from server.live.follower import Follower, Stopped
+from server.live.open_source import open_source
+from server.live.source import LiveSource, Resume
+from server.metrics import Metrics
+from server.settings import Settings
+
+log = logging.getLogger("longvu.live")
+
+
+@dataclass
+class Followed:
+    task: asyncio.Task
+    lease: str
+
+
+class StreamRunner:
+    def __init__(self, model: LongVU, store: Store, settings: Settings, metrics: Metrics, device_step: DeviceStep,
+                 tower_steps: TowerSteps, resolve: Resolver = system_resolver) -> None:
+        self.model, self.store, self.settings, self.metrics = model, store, settings, metrics
+        self.device_step, self.tower_steps, self.resolve = device_step, tower_steps, resolve
+        self.owner = uuid.uuid4().hex
+        self.executor = ThreadPoolExecutor(max(1, settings.max_streams_live), thread_name_prefix="longvu-live")
+        self.followed: dict[str, Followed] = {}
+        self.watcher: asyncio.Task | None = None
+
+    def start_watching(self) -> None:
+        """Take over streams whose follower is gone (from the app's lifespan)."""
+        self.watcher = asyncio.create_task(self._watch())
+
+    def _room(self) -> bool:
+        return len(self.followed) < self.settings.max_streams_live
+
+    async def start(self, url: str, retention_s: float) -> dict:
+        """A new stream followed from its start; the URL's errors come back at once."""
+        if not self._room():
+            self.metrics.rejected.labels("streams_full").inc()
+            raise ApiError(503, "busy", f"this server follows {self.settings.max_streams_live} live streams "
+                           "already (LONGVU_MAX_STREAMS_LIVE); try again later", {"Retry-After": "30"})
+        source = open_source(url, self.settings, resolve=self.resolve)
+        try:
+            await source.open()
+        except BaseException:
+            await source.aclose()
+            raise
+        stream_id = secrets.token_hex(32)  # random: the same URL twice is two streams
+        lease = f"{self.owner}/{uuid.uuid4().hex[:12]}"
+        now = time.time()
+        status = {
+            "id": stream_id, "status": "live", "kind": "stream", "progress": 0.0, "seconds_live": 0.0, "lag_s": 0.0,
+            "frames_sampled": 0, "frames_cached": 0, "retention_s": retention_s, "created_at": now,
+            "updated_at": now, "windows": [], "stream_url": url, "resume": None,
+        }
+        try:
+            if not await self.store.acquire_lease(stream_id, lease, self.settings.lease_s):
+                raise ApiError(500, "internal", "a new stream's id was taken")
+            await self.store.put_status(stream_id, status, lease)
+            await self.store.add_stream(stream_id)
+        except BaseException:
+            await source.aclose()
+            raise
+        self._follow(stream_id, source, status, lease)
+        return status
+
+    def _follow(self, stream_id: str, source: LiveSource, status: dict, lease: str) -> None:
+        encoder = BatchEncoder(self.model, size_quirk=self.settings.size_quirk, device_step=self.device_step,
+                               tower_steps=self.tower_steps)
+        follower = Follower(stream_id, source, status, self.store, encoder, self.executor, self.metrics, lease)
+        task = asyncio.create_task(self._run(follower))
+        self.followed[stream_id] = Followed(task, lease)
+        self.metrics.streams_live.inc()
+
+    async def _run(self, follower: Follower) -> None:
+        stream_id, status = follower.stream_id, follower.status
+        keeper = asyncio.create_task(self._keep_lease(stream_id, follower.lease))
+        log.info("stream %s: following", stream_id[:12])
+        ended = True
+        try:
+            await follower.run()
+            log.info("stream %s: ended after %.0f s; ready", stream_id[:12], status["seconds_live"])
+        except Stopped:
+            log.info("stream %s: deleted, or taken over elsewhere; stopped", stream_id[:12])
+        except asyncio.CancelledError:
+            ended = False  # stopped here (DELETE, shutdown): another replica may go on
+            raise
+        except Exception as exc:  # every failure ends as a `failed` status the client can read
+            if isinstance(exc, (ApiError, IngestError)):
+                error = as_api_error(exc)
+                code, message = error.code, error.message
+            else:
+                log.exception("stream %s failed", stream_id[:12], exc_info=exc)
+                code, message = "stream_failed", f"the stream could not be followed ({type(exc).__name__})"
+            log.warning("stream %s: failed: %s", stream_id[:12], message)
+            status.update(status="failed", error=message, error_code=code, updated_at=time.time())
+            try:
+                await self.store.put_status(stream_id, status, follower.lease)
+            except CacheUnavailable:
+                log.warning("could not record a failed stream")
+        finally:
+            keeper.cancel()
+            del self.followed[stream_id]
+            self.metrics.streams_live.dec()
+            try:
+                self.metrics.stream_lag.remove(stream_id[:12])
+            except KeyError:
+                pass  # no lag was measured yet
+            await follower.source.aclose()
+            await self._settle(stream_id, follower.lease, ended)
+
+    async def _settle(self, stream_id: str, lease: str, ended: bool) -> None:
+        try:
+            if ended:
+                await self.store.remove_stream(stream_id)
+            await self.store.release_lease(stream_id, lease)
+        except CacheUnavailable:
+            log.warning("could not release a stream's lease; it expires by itself")
+
+    async def _keep_lease(self, stream_id: str, lease: str) -> None:
+        while True:
+            await asyncio.sleep(self.settings.lease_s / 3)
+            try:
+                if not await self.store.renew_lease(stream_id, lease, self.settings.lease_s):
+                    log.warning("stream %s lost its lease; stopping", stream_id[:12])
+                    self.stop(stream_id)
+                    return
+            except CacheUnavailable:
+                log.warning("cache unreachable while following a stream; lease not renewed")
+
+    def stop(self, stream_id: str) -> None:
+        """Stop following the stream here (DELETE), if this process follows it."""
+        followed = self.followed.get(stream_id)
+        if followed is not None:
+            followed.task.cancel()
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(max(0.5, self.settings.lease_s / 2))
+            try:
+                for stream_id in await self.store.streams():
+                    if stream_id not in self.followed and self._room():
+                        await self._take_over(stream_id)
+            except CacheUnavailable:
+                log.warning("cache unreachable; live streams not checked for takeover")
+            except Exception:
+                log.exception("checking live streams for takeover failed")
+
+    async def _take_over(self, stream_id: str) -> None:
+        if await self.store.lease_held(stream_id):
+            return
+        status = await self.store.get_status(stream_id)
+        if status is None or status.get("status") != "live":
+            await self.store.remove_stream(stream_id)
+            return
+        lease = f"{self.owner}/{uuid.uuid4().hex[:12]}"
+        if not await self.store.acquire_lease(stream_id, lease, self.settings.lease_s):
+            return
+        resume = Resume(**status["resume"]) if status.get("resume") else None
+        log.warning("stream %s: its follower is gone; taking it over at the live edge", stream_id[:12])
+        try:
+            source = open_source(status["stream_url"], self.settings, resume, self.resolve)
+        except IngestError:
+            await self.store.release_lease(stream_id, lease)
+            raise
+        self._follow(stream_id, source, status, lease)
+
+    async def encoded(self, status: dict) -> EncodedVideo:
+        """A stream's windows held now, as one video (pruned as a file of its frames)."""
+        names = [w[0] for w in status.get("windows", [])]
+        if not names:
+            raise ApiError(409, "not_ready", "no window of the stream is encoded yet (a window is 16 s of it)",
+                           {"Retry-After": "5"})
+        found = [d for d in await self.store.get_windows(status["id"], names) if d is not None]
+        if not found:
+            raise ApiError(404, "not_found", "the stream's windows have expired from the cache")
+
+        def decode() -> EncodedVideo:
+            joined = EncodedVideo.joined([EncodedVideo.from_bytes(d) for d in found],
+                                         always_prune_from(self.model.config))
+            joined.duration_s = max(joined.duration_s, float(status.get("seconds_live") or 0.0))
+            return joined
+
+        try:
+            return await asyncio.to_thread(decode)
+        except EncodedFormatError as exc:
+            raise ApiError(500, "cache_corrupt", "the cached windows are unreadable") from exc
+
+    async def shutdown(self) -> None:
+        """Stop following; the leases are released, so another replica takes the streams over."""
+        if self.watcher is not None:
+            self.watcher.cancel()
+        tasks = [f.task for f in self.followed.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, *([self.watcher] if self.watcher else []), return_exceptions=True)
+        self.executor.shutdown(wait=False, cancel_futures=True)
