@@ -218,3 +218,28 @@ def test_after_a_delete_a_job_can_write_nothing(kind: str, request: pytest.Fixtu
         assert await store.get_status("w") is None
 
     run_on(make_store(kind, request), scenario)
+
+
+@pytest.mark.parametrize("kind", STORES)
+def test_a_streams_windows(kind: str, request: pytest.FixtureRequest) -> None:
+    """Windows are added and dropped with the status in one step, under the lease; the
+    registry of followed streams; a delete takes the windows and the registry entry."""
+    async def scenario(store: Store) -> None:
+        stream = hashlib.sha256(b"stream").hexdigest()
+        assert await store.acquire_lease(stream, "f", 30)
+        await store.add_stream(stream)
+        assert stream in await store.streams()
+        live = {"id": stream, "status": "live"}
+        assert await store.update_windows(stream, "f", {"w0": b"zero", "w1": b"one"}, [], live)
+        assert await store.has_tokens(stream)
+        assert await store.update_windows(stream, "f", {"w2": b"two"}, ["w0"], dict(live, seconds_live=48))
+        assert await store.get_windows(stream, ["w0", "w1", "w2"]) == [None, b"one", b"two"]
+        assert (await store.get_status(stream))["seconds_live"] == 48  # type: ignore[index]
+        assert not await store.update_windows(stream, "other", {"w3": b"x"}, ["w1"], live)  # not its lease
+        assert await store.get_windows(stream, ["w1", "w3"]) == [b"one", None]
+        assert await store.delete(stream)
+        assert await store.get_windows(stream, ["w1", "w2"]) == [None, None] and not await store.has_tokens(stream)
+        assert stream not in await store.streams()
+        assert not await store.update_windows(stream, "f", {"w4": b"x"}, [], live)  # a DELETE sticks
+
+    run_on(make_store(kind, request), scenario)
