@@ -75,8 +75,8 @@ class Metrics:
                                "not yet sent", registry=r)
         self.jobs_in_progress = Gauge("longvu_jobs_in_progress", "Ingest jobs running in this process", registry=r)
         self.streams_live = Gauge("longvu_streams_live", "Live streams followed by this process", registry=r)
-        self.stream_lag = Gauge("longvu_stream_lag_seconds", "Stream seconds a live stream's source has made "
-                                "available and not yet encoded (at least the partial DINO window)", ["stream"],
+        self.stream_lag = Gauge("longvu_stream_lag_seconds", "The most stream seconds a live stream followed here "
+                                "has made available and not yet encoded (the partial DINO window included)",
                                 registry=r)
         self.gpu_memory = Gauge(
             "longvu_gpu_memory_bytes", "GPU memory held by the model process", ["kind"], registry=r

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import asdict, dataclass
 
@@ -45,6 +46,7 @@ class Follower:
     executor: Executor
     metrics: Metrics
     lease: str
+    on_lag: Callable[[str, float], None]  # the runner's: the gauge shows the largest lag
 
     def __post_init__(self) -> None:
         self.prune_from = always_prune_from(self.encoder.model.config)
@@ -71,7 +73,7 @@ class Follower:
     def _refresh(self) -> None:
         lag = self._lag()
         self.status.update(lag_s=round(lag, 3), updated_at=time.time(), resume=asdict(self.source.resume_point()))
-        self.metrics.stream_lag.labels(self.stream_id[:12]).set(lag)
+        self.on_lag(self.stream_id, lag)
 
     async def _publish(self, add: dict[str, bytes] | None = None) -> None:
         """The status, with the windows added and those past the retention dropped, at once."""

@@ -45,6 +45,7 @@ class StreamRunner:
         self.owner = uuid.uuid4().hex
         self.executor = ThreadPoolExecutor(max(1, settings.max_streams_live), thread_name_prefix="longvu-live")
         self.followed: dict[str, Followed] = {}
+        self.lags: dict[str, float] = {}
         self.watcher: asyncio.Task | None = None
 
     def start_watching(self) -> None:
@@ -88,7 +89,8 @@ class StreamRunner:
     def _follow(self, stream_id: str, source: LiveSource, status: dict, lease: str) -> None:
         encoder = BatchEncoder(self.model, size_quirk=self.settings.size_quirk, device_step=self.device_step,
                                tower_steps=self.tower_steps)
-        follower = Follower(stream_id, source, status, self.store, encoder, self.executor, self.metrics, lease)
+        follower = Follower(stream_id, source, status, self.store, encoder, self.executor, self.metrics, lease,
+                            self._lag)
         task = asyncio.create_task(self._run(follower))
         self.followed[stream_id] = Followed(task, lease)
         self.metrics.streams_live.inc()
@@ -123,12 +125,16 @@ class StreamRunner:
             keeper.cancel()
             del self.followed[stream_id]
             self.metrics.streams_live.dec()
-            try:
-                self.metrics.stream_lag.remove(stream_id[:12])
-            except KeyError:
-                pass  # no lag was measured yet
+            self._lag(stream_id, None)
             await follower.source.aclose()
             await self._settle(stream_id, follower.lease, ended)
+
+    def _lag(self, stream_id: str, lag: float | None) -> None:
+        if lag is None:
+            self.lags.pop(stream_id, None)
+        else:
+            self.lags[stream_id] = lag
+        self.metrics.stream_lag.set(max(self.lags.values(), default=0.0))
 
     async def _settle(self, stream_id: str, lease: str, ended: bool) -> None:
         try:

@@ -127,6 +127,32 @@ async function fetchUrl(url) {
   follow((await response.json()).id);
 }
 
+async function followStream(url) {
+  resetVideo();
+  $("player").hidden = true;
+  show($("video-status"), "Opening the stream…");
+  const response = await fetch("/streams", {
+    method: "POST", headers: headers({ "Content-Type": "application/json" }), body: JSON.stringify({ url }),
+  });
+  if (!response.ok) {
+    show($("video-status"), "");
+    show($("video-error"), explain(await errorOf(response), response.status));
+    return;
+  }
+  follow((await response.json()).id);
+}
+
+function showLive(id, status) {
+  const behind = status.lag_s != null ? `, ${Math.round(status.lag_s)} s behind the live edge` : "";
+  $("ingest-text").textContent =
+    `Live: ${Math.round(status.seconds_live || 0)} s followed, ${status.frames_cached || 0} frames cached${behind}`;
+  if (status.frames_cached > 0 && state.videoId !== id) {
+    state.videoId = id;
+    $("ask").disabled = !!state.answering;
+    show($("video-status"), "Live: ask about what has been seen so far.");
+  }
+}
+
 async function follow(id) {
   $("ingest").hidden = false;
   show($("video-status"), "Processing the video…");
@@ -137,7 +163,9 @@ async function follow(id) {
   }
   await readEvents(response, (name, status) => {
     $("ingest-bar").value = status.progress || 0;
-    if (name === "progress") {
+    if (name === "progress" && status.status === "live") {
+      showLive(id, status);
+    } else if (name === "progress") {
       const eta = status.eta_s != null ? `, about ${Math.ceil(status.eta_s)} s left` : "";
       const done = status.seconds_done != null ? `${Math.round(status.seconds_done)} s of video done` : "waiting";
       $("ingest-text").textContent = `${status.stage || "queued"}: ${done}${eta}`;
@@ -194,6 +222,7 @@ async function ask(event) {
   const body = {
     question: $("question").value, max_new_tokens: number("max-tokens") || 128,
     start_s: number("start"), end_s: number("end"),
+    last_s: number("last-min") ? number("last-min") * 60 : undefined,
   };
   try {
     const response = await fetch(`/videos/${state.videoId}/ask`, {
@@ -238,6 +267,10 @@ function init() {
   $("url-form").addEventListener("submit", (e) => {
     e.preventDefault();
     if ($("url").value) fetchUrl($("url").value);
+  });
+  $("stream-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    if ($("stream-url").value) followStream($("stream-url").value);
   });
   $("ask-form").addEventListener("submit", ask);
   $("question").addEventListener("keydown", (e) => {

@@ -13,6 +13,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.conftest import server_settings
 from tests.harness import ServerThread, gated_rounds
+from tests.live import HlsServer
 from tests.videos import write_video
 
 ARTIFACTS = Path(os.environ.get("LONGVU_ARTIFACTS", Path(__file__).parents[2] / "artifacts"))
@@ -147,3 +148,32 @@ def test_api_key_field(keyed_server: ServerThread, page: Page, video_dir: Path) 
     page.get_by_label("Choose a video file").set_input_files(str(video))
     expect(page.locator("#video-status")).to_have_text("Ready: ask away.", timeout=60_000)
     assert page.evaluate("sessionStorage.getItem('longvu-key')") == "page-key"
+
+
+def test_follow_a_live_stream_and_ask_about_the_last_minute(url_server: ServerThread, page: Page,
+                                                            hls_server: HlsServer) -> None:
+    writer, url = hls_server.stream()
+    try:
+        page.goto(url_server.url)
+        page.get_by_label("or follow a live stream (HLS)").fill(url)
+        page.get_by_role("button", name="Follow").click()
+        expect(page.locator("#video-status")).to_have_text("Live: ask about what has been seen so far.",
+                                                           timeout=60_000)
+        expect(page.locator("#ingest-text")).to_contain_text("s followed")
+        first = page.locator("#ingest-text").inner_text()
+        expect(page.locator("#ingest-text")).not_to_have_text(first, timeout=10_000)  # the live duration grows
+        page.get_by_label("Question").fill("What just happened?")
+        page.get_by_label("max tokens").fill("3")
+        page.get_by_label("minutes").fill("0.25")
+        page.get_by_role("button", name="Ask").click()
+        summary = page.locator("#summary")
+        expect(summary).to_be_visible(timeout=30_000)
+        seen = summary.locator("dd").nth(2).inner_text()  # "Seconds seen": first – last
+        low, high = (float(x) for x in seen.split(" – "))
+        assert high - low <= 15  # the last quarter of a minute only
+        shot(page, "page-live.png")
+        stream_id = page.evaluate("state.videoId")
+        with url_server.client() as client:
+            client.delete(f"/videos/{stream_id}")
+    finally:
+        writer.stop()
