@@ -64,8 +64,8 @@ class VideoStatus(BaseModel):
     eta_s: float | None = None
     error: str | None = None
     error_code: str | None = None
-    seconds_live: float | None = Field(None, description="a stream's seconds followed so far, on its own clock "
-                                       "(seconds since its first segment)")
+    seconds_live: float | None = Field(None, description="a stream's live edge: its seconds so far on its own "
+                                       "clock (since its first segment), as its source lists them")
     lag_s: float | None = Field(None, description="stream seconds available at the source and not yet encoded "
                                 "(a window is encoded once its 16 s are complete)")
     retention_s: float | None = Field(None, description="a stream's seconds kept for questions")

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 import m3u8
 
+from models.frames import Frame
 from server.ingest.client import GuardedClient
 from server.ingest.connect import Resolver, system_resolver
 from server.ingest.errors import BadPlaylist, FetchFailed, FetchTimeout, StreamGone, UrlUnreachable
@@ -81,10 +82,10 @@ class HlsSource:
         last_new = time.monotonic()  # when new segments were last listed and taken in
         while True:
             new = [s for s in media.segments if s.sequence >= self.next_sequence]  # type: ignore[operator]
-            for segment in new:
-                piece = await self._segment(segment, media)
-                if piece is not None:
-                    yield piece
+            for n, segment in enumerate(new):
+                frames = await self._segment(segment, media)
+                if frames is not None:  # the live edge: the end of the newest segment listed
+                    yield Piece(frames, self.clock_s + sum(s.duration_s for s in new[n + 1 :]))
             if media.ended:
                 return
             if new:
@@ -107,7 +108,7 @@ class HlsSource:
                 log.info("live playlist %s: %s; trying again", self.media_url, exc)
                 await asyncio.sleep(self.settings.stream_poll_s)
 
-    async def _segment(self, segment: playlist.Segment, media: playlist.MediaPlaylist) -> Piece | None:
+    async def _segment(self, segment: playlist.Segment, media: playlist.MediaPlaylist) -> list[Frame] | None:
         """One segment's frames; a segment that cannot be fetched after a few tries is a gap."""
         if segment.sequence > self.next_sequence:  # type: ignore[operator]
             missed = segment.sequence - self.next_sequence  # type: ignore[operator]
@@ -124,8 +125,7 @@ class HlsSource:
                     log.warning("live segment %s skipped: %s", segment.url, exc)
                     return None
                 await asyncio.sleep(min(1.0, media.target_duration_s / 2))
-        frames = await asyncio.to_thread(self.frames.decode, data, start)
-        return Piece(frames, self.clock_s)
+        return await asyncio.to_thread(self.frames.decode, data, start)
 
     async def _fetch(self, segment: playlist.Segment) -> bytes:
         limit = self.settings.max_upload_bytes
