@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.harness import free_port  # noqa: E402
+from tests.harness import free_port, wait_until_ok  # noqa: E402
 from tests.live import HlsServer  # noqa: E402
 from tests.videos import write_video  # noqa: E402
 
@@ -72,15 +72,7 @@ def main() -> None:
     hls = HlsServer(tmp / "hls")
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
-            deadline = time.monotonic() + 300
-            while True:
-                try:
-                    if client.get("/readyz").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline, "the server did not start"
-                time.sleep(0.5)
+            wait_until_ok(f"http://127.0.0.1:{port}/readyz", server, 300, "the server")
             clip = write_video(tmp / "clip.mp4", seconds=6, fps=2, seed=7)
             video_id = client.post("/videos", files={"file": ("c.mp4", clip.read_bytes())}).json()["id"]
             while client.get(f"/videos/{video_id}").json()["status"] != "ready":

@@ -112,26 +112,12 @@ function upload(file) {
   show($("video-status"), `Uploading ${file.name}…`);
 }
 
-async function fetchUrl(url) {
+// A video by URL (POST /videos) or a live stream (POST /streams): both answer with a status to follow.
+async function start(path, url, waiting) {
   resetVideo();
   $("player").hidden = true;
-  show($("video-status"), "Fetching the video…");
-  const response = await fetch("/videos", {
-    method: "POST", headers: headers({ "Content-Type": "application/json" }), body: JSON.stringify({ url }),
-  });
-  if (!response.ok) {
-    show($("video-status"), "");
-    show($("video-error"), explain(await errorOf(response), response.status));
-    return;
-  }
-  follow((await response.json()).id);
-}
-
-async function followStream(url) {
-  resetVideo();
-  $("player").hidden = true;
-  show($("video-status"), "Opening the stream…");
-  const response = await fetch("/streams", {
+  show($("video-status"), waiting);
+  const response = await fetch(path, {
     method: "POST", headers: headers({ "Content-Type": "application/json" }), body: JSON.stringify({ url }),
   });
   if (!response.ok) {
@@ -266,11 +252,11 @@ function init() {
   });
   $("url-form").addEventListener("submit", (e) => {
     e.preventDefault();
-    if ($("url").value) fetchUrl($("url").value);
+    if ($("url").value) start("/videos", $("url").value, "Fetching the video…");
   });
   $("stream-form").addEventListener("submit", (e) => {
     e.preventDefault();
-    if ($("stream-url").value) followStream($("stream-url").value);
+    if ($("stream-url").value) start("/streams", $("stream-url").value, "Opening the stream…");
   });
   $("ask-form").addEventListener("submit", ask);
   $("question").addEventListener("keydown", (e) => {

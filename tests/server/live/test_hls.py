@@ -4,7 +4,6 @@ across discontinuities and gaps, MPEG-TS and fMP4, and the address policy on seg
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 
