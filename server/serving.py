@@ -79,7 +79,7 @@ async def load_encoded(svc: Services, video_id: str) -> EncodedVideo:
     if status["status"] == "failed":
         raise ApiError(409, "video_failed", f"processing the video failed: {status.get('error')}; send it again")
     if status.get("kind") == "stream":  # live or ended: its windows, read fresh (they change while live)
-        encoded = await svc.streams.encoded(status)
+        encoded = await svc.streams.encoded(status, svc.hot)
         svc.metrics.cache_hits.labels("ask").inc()
         return encoded
     # A ready status has already been checked against the store's tokens.

@@ -1,7 +1,8 @@
 """Decoded videos kept in this process, so that asking again skips the transfer and the
 deserialisation. The store stays the source of truth: an entry is used only while the
-store still has the video's tokens (one cheap existence check). Cold loads are single
-flight: questions that arrive together for a video not in memory share one read."""
+store still has the video's tokens (one cheap existence check), a live stream's window
+only while its status lists it. Cold loads are single flight: questions that arrive
+together for a video not in memory share one read."""
 
 from __future__ import annotations
 

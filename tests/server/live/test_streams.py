@@ -55,6 +55,9 @@ def test_a_stream_goes_live_and_later_asks_see_later_seconds(url_server: ServerT
             later = wait_for(client, stream_id, lambda s: s["frames_cached"] >= 48)
             second = ask(client, stream_id)["compression"]["seconds"]
             assert max(second) > max(first) + 15  # windows encoded since the first ask
+            held = url_server.run_in_loop(url_server.services.store.get_status(stream_id))["windows"]
+            hot = url_server.services.hot  # windows never change: decoded once, kept by name
+            assert len(held) >= 3 and all(hot.get(f"{stream_id}/{w[0]}") is not None for w in held)
             recent = ask(client, stream_id, last_s=10)["compression"]["seconds"]
             edge = client.get(f"/videos/{stream_id}").json()["seconds_live"]
             assert recent and min(recent) >= later["seconds_live"] - 10 - 1e-6 and max(recent) <= edge
