@@ -48,6 +48,7 @@ def test_a_stream_goes_live_and_later_asks_see_later_seconds(url_server: ServerT
             stream_id = status["id"]
             assert len(stream_id) == 64 and int(stream_id, 16) >= 0
             assert status["status"] == "live" and status["kind"] == "stream"
+            assert not {"stream_url", "windows", "resume"} & set(status)  # internal: kept in the store only
             live = wait_for(client, stream_id, lambda s: s["frames_cached"] >= 16)
             assert live["status"] == "live" and live["seconds_live"] >= 16 and live["lag_s"] >= 0
             first = ask(client, stream_id)["compression"]["seconds"]
