@@ -21,6 +21,7 @@ from server.engine import EngineDead, Overloaded
 from server.errors import ApiError, ShuttingDown
 from server.ingest.intake import Received
 from server.ingest.probe import probe
+from server.live.windows import read_stream
 from server.schemas import Answer
 from server.services import Services
 
@@ -79,7 +80,7 @@ async def load_encoded(svc: Services, video_id: str) -> EncodedVideo:
     if status["status"] == "failed":
         raise ApiError(409, "video_failed", f"processing the video failed: {status.get('error')}; send it again")
     if status.get("kind") == "stream":  # live or ended: its windows, read fresh (they change while live)
-        encoded = await svc.streams.encoded(status, svc.hot)
+        encoded = await read_stream(svc.store, svc.hot, status, svc.model.config)
         svc.metrics.cache_hits.labels("ask").inc()
         return encoded
     # A ready status has already been checked against the store's tokens.

@@ -64,7 +64,7 @@ class Follower:
             await self._publish()
         if pending:  # the last, partial window
             await self._encode(pending)
-        self.status.update(status="ready", progress=1.0, lag_s=0.0, duration_s=self.status["seconds_live"])
+        self.status.update(status="ready", progress=1.0, duration_s=self.status["seconds_live"])
         await self._publish()
 
     def _lag(self) -> float:
