@@ -35,14 +35,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def free_cluster_port() -> int:
-    """A free port whose cluster bus port (10000 above it) is free too and exists."""
+def free_cluster_port(taken: set[int]) -> int:
+    """A free port whose cluster bus port (10000 above it) is free too, neither of them
+    `taken` by another node, both below the kernel's ephemeral range (32768 up), so that no
+    client connection of the test session can hold one when the node starts."""
     for _ in range(200):
-        port = random.randrange(11000, 30000)
+        port = random.randrange(11000, 22700)
+        if {port, port + 10000} & taken:
+            continue
         try:
             with socket.socket() as a, socket.socket() as b:
                 a.bind(("127.0.0.1", port))
                 b.bind(("127.0.0.1", port + 10000))
+            taken.update((port, port + 10000))
             return port
         except OSError:
             continue
@@ -250,7 +255,8 @@ class RedisClusterServer:
     seconds. Any node's URL reaches the whole cluster."""
 
     def __init__(self, masters: int = 3, node_timeout_ms: int = 1000) -> None:
-        self.nodes = [RedisServer(port=free_cluster_port()) for _ in range(2 * masters)]
+        self.taken: set[int] = set()
+        self.nodes = [RedisServer(port=free_cluster_port(self.taken)) for _ in range(2 * masters)]
         self.node_timeout_ms = node_timeout_ms
 
     @property
@@ -258,16 +264,33 @@ class RedisClusterServer:
         return self.nodes[0].url
 
     def start(self) -> "RedisClusterServer":
-        for node in self.nodes:
-            # No delay before a replica's first sync (5 s by default): until it has synced, a
-            # replica is too stale to be promoted.
-            node.extra_args = ["--cluster-enabled", "yes", "--cluster-config-file", str(node.dir / "nodes.conf"),
-                               "--cluster-node-timeout", str(self.node_timeout_ms), "--repl-diskless-sync-delay", "0"]
-            node.start()
-        subprocess.run([_redis_cli(), "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
-                        "--cluster-replicas", "1", "--cluster-yes"], check=True, capture_output=True, timeout=60)
-        self.wait_healthy()
+        try:
+            for node in self.nodes:
+                # No delay before a replica's first sync (5 s by default): until it has synced, a
+                # replica is too stale to be promoted.
+                node.extra_args = ["--cluster-enabled", "yes", "--cluster-config-file", str(node.dir / "nodes.conf"),
+                                   "--cluster-node-timeout", str(self.node_timeout_ms),
+                                   "--repl-diskless-sync-delay", "0"]
+                self._start_node(node)
+            subprocess.run([_redis_cli(), "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
+                            "--cluster-replicas", "1", "--cluster-yes"], check=True, capture_output=True, timeout=60)
+            self.wait_healthy()
+        except BaseException:
+            self.stop()  # no node left running behind a failed start
+            raise
         return self
+
+    def _start_node(self, node: RedisServer, tries: int = 3) -> None:
+        """A port can still be taken between the look and the start: then another one."""
+        for attempt in range(tries):
+            try:
+                node.start()
+                return
+            except RuntimeError:
+                node.stop()
+                if attempt == tries - 1:
+                    raise
+                node.port = free_cluster_port(self.taken)
 
     def wait_healthy(self, timeout: float = 30) -> None:
         """Every live node sees the cluster ok (every slot has a live master), and every
