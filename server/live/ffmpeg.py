@@ -48,8 +48,9 @@ class FfmpegSource:
 
     def _read(self, put: Put) -> None:
         """The reading thread: opens the URL (again after a failure), decodes, samples."""
-        last_frame = time.monotonic()
+        last_frame = time.monotonic()  # the source was last known alive
         while not self.stop.is_set():
+            sampled = self.sampled
             try:
                 with av.open(self.url, options=self._options(), timeout=self.settings.url_read_timeout_s) as container:
                     self._decode(container, put)
@@ -57,13 +58,14 @@ class FfmpegSource:
                         put(None)  # the end of the stream
                     return
             except (av.FFmpegError, OSError) as exc:
-                if time.monotonic() - last_frame > self.settings.stream_gone_s:
+                if self.sampled > sampled:
+                    last_frame = time.monotonic()  # it gave frames until it failed
+                elif time.monotonic() - last_frame > self.settings.stream_gone_s:
                     put(StreamGone(f"the stream could not be read for {self.settings.stream_gone_s:.0f} s "
                                    f"({type(exc).__name__})"))
                     return
                 log.info("live stream %s: %s; opening it again", self.url, exc)
-                time.sleep(1.0)
-            last_frame = time.monotonic() if self.sampled else last_frame
+                self.stop.wait(1.0)
 
     def _decode(self, container: av.container.InputContainer, put: Put) -> None:
         stream = container.streams.video[0]
