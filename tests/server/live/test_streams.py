@@ -13,7 +13,7 @@ import pytest
 
 from server.settings import Settings
 from tests.conftest import server_settings
-from tests.harness import ServerProcess, ServerThread
+from tests.harness import RedisServer, ServerProcess, ServerThread
 from tests.live import HlsServer
 
 
@@ -211,24 +211,31 @@ def test_beyond_the_stream_limit_is_503(tiny_checkpoint: Path, redis_server, upl
         server.stop()
 
 
-def test_another_replica_takes_a_stream_over(tiny_checkpoint: Path, tmp_path: Path, redis_server,  # type: ignore[no-untyped-def]
-                                             url_server: ServerThread, hls_server: HlsServer) -> None:
+def test_another_replica_takes_a_stream_over(tiny_checkpoint: Path, tmp_path: Path, upload_dir: Path,
+                                             hls_server: HlsServer) -> None:
     """The follower's process is killed (SIGKILL: no goodbye); its lease expires and the
-    other replica on the same Redis goes on with the stream at the live edge."""
+    other replica on the same Redis goes on with the stream at the live edge. A Redis of
+    their own: the session's other servers refuse loopback playlists and would take the
+    stream over too."""
+    redis_server = RedisServer().start()
     first = ServerProcess({"checkpoint": tiny_checkpoint, "device": "cpu", "tmp_dir": tmp_path, "lease_s": 3,
                            "redis_url": redis_server.url, "url_allow_private": True, "stream_poll_s": 0.25}).start()
+    second = ServerThread(server_settings(tiny_checkpoint, redis_server.url, upload_dir, url_allow_private=True,
+                                          stream_poll_s=0.25)).start()
     writer, url = hls_server.stream()
     try:
         with first.client() as client:
             stream_id = follow(client, url)["id"]
             before = wait_for(client, stream_id, lambda s: s["frames_cached"] >= 16)
         first.stop()  # SIGKILL
-        with url_server.client() as client:
+        with second.client() as client:
             after = wait_for(client, stream_id, lambda s: s["frames_sampled"] >= before["frames_sampled"] + 16)
-            assert after["status"] == "live" and stream_id in url_server.services.streams.followed
+            assert after["status"] == "live" and stream_id in second.services.streams.followed
             seconds = ask(client, stream_id)["compression"]["seconds"]
             assert min(seconds) < before["seconds_live"] < max(seconds)  # windows of both followers
             assert client.delete(f"/videos/{stream_id}").status_code == 204
     finally:
         first.stop()
+        second.stop()
         writer.stop()
+        redis_server.stop()
