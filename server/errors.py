@@ -66,6 +66,17 @@ def as_api_error(exc: ApiError | ingest.IngestError) -> ApiError:
     return ApiError(status, exc.code, str(exc), {"Retry-After": str(retry_after)} if retry_after else None)
 
 
+def failure(exc: Exception, code: str, message: str, log: logging.Logger) -> tuple[str, str]:
+    """The code and message a background task's failure leaves in a status: the error's
+    own for the ones we raise; for anything else `code` and `message` with the exception's
+    type, and the traceback in the log."""
+    if isinstance(exc, (ApiError, ingest.IngestError)):
+        error = as_api_error(exc)
+        return error.code, error.message
+    log.exception(message, exc_info=exc)
+    return code, f"{message} ({type(exc).__name__})"
+
+
 OPENAI_PREFIX = "/v1/"
 _OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
                  429: "rate_limit_error"}

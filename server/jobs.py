@@ -23,9 +23,8 @@ from models.frames import Frame
 from models.model import LongVU
 from models.tower_steps import TimedSteps
 from server.cache.store import Store
-from server.errors import ApiError, CacheUnavailable, as_api_error
+from server.errors import ApiError, CacheUnavailable, failure
 from server.ingest.decode import Decoder
-from server.ingest.errors import IngestError
 from server.ingest.intake import Received
 from server.ingest.probe import VideoInfo
 from server.ingest.read_ahead import read_ahead
@@ -233,12 +232,7 @@ class JobRunner:
             log.info("job for video %s stopped: deleted, or its lease was lost", video_id[:12])
             self.metrics.videos_encoded.labels("cancelled").inc()
         except Exception as exc:  # every failure ends as a `failed` status the client can read
-            if isinstance(exc, (ApiError, IngestError)):
-                error = as_api_error(exc)
-                code, message = error.code, error.message
-            else:
-                log.exception("ingest job failed", exc_info=exc)
-                code, message = "ingest_failed", f"the video could not be processed ({type(exc).__name__})"
+            code, message = failure(exc, "ingest_failed", "the video could not be processed", log)
             self.metrics.videos_encoded.labels("failed").inc()
             failed = dict(status, status="failed", error=message, error_code=code, updated_at=time.time())
             try:  # not when the video was deleted or taken over meanwhile

@@ -40,8 +40,15 @@ def check_url(url: str, settings: Settings) -> httpx.URL:
     return parsed
 
 
-def too_large(limit: int) -> VideoTooLarge:
-    return VideoTooLarge(f"the video is larger than the limit of {limit} bytes")
+def too_large(limit: int, what: str = "the video") -> VideoTooLarge:
+    return VideoTooLarge(f"{what} is larger than the limit of {limit} bytes")
+
+
+def check_declared(response: httpx.Response, limit: int, what: str = "the video") -> None:
+    """Refuse a body whose declared length is over the limit before reading any of it."""
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large(limit, what)
 
 
 class GuardedClient:
@@ -84,15 +91,13 @@ class GuardedClient:
         except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
             raise FetchFailed(f"fetching the URL failed: {type(exc).__name__}") from exc
 
-    async def read(self, url: str, limit: int) -> bytes:
-        """The whole body of `url`, at most `limit` bytes."""
+    async def read(self, url: str, limit: int, what: str) -> bytes:
+        """The whole body of `url`, at most `limit` bytes (`what` it is names it in errors)."""
         async with self.get(url) as response:
-            declared = response.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > limit:
-                raise too_large(limit)
+            check_declared(response, limit, what)
             body = bytearray()
             async for chunk in response.aiter_bytes(1 << 16):
                 body += chunk
                 if len(body) > limit:
-                    raise too_large(limit)
+                    raise too_large(limit, what)
             return bytes(body)

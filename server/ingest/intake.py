@@ -17,7 +17,7 @@ from fastapi import Request
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
-from server.ingest.client import GuardedClient, check_url, too_large
+from server.ingest.client import GuardedClient, check_declared, check_url, too_large
 from server.ingest.connect import Resolver, system_resolver
 from server.ingest.errors import (
     DiskFull,
@@ -210,9 +210,7 @@ async def fetch_url(url: str, settings: Settings, resolve: Resolver = system_res
     try:
         async with asyncio.timeout(settings.url_total_timeout_s), GuardedClient(settings, resolve) as client:
             async with client.get(url) as response:
-                declared = response.headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > settings.max_upload_bytes:
-                    raise too_large(settings.max_upload_bytes)
+                check_declared(response, settings.max_upload_bytes)
                 await sink.write_stream(response.aiter_bytes(1 << 16))
                 return sink.finish()
     except TimeoutError as exc:

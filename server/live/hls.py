@@ -30,7 +30,7 @@ SEGMENT_TRIES = 3
 class HlsSource:
     def __init__(self, url: str, settings: Settings, resume: Resume | None = None,
                  resolve: Resolver = system_resolver) -> None:
-        self.url, self.settings, self.resume = url, settings, resume
+        self.url, self.settings = url, settings
         self.client = GuardedClient(settings, resolve)
         self.frames = SegmentFrames(settings)
         self.media_url = url
@@ -55,7 +55,7 @@ class HlsSource:
             raise BadPlaylist("the playlist has ended and lists no segment")
 
     async def _load(self, url: str) -> m3u8.M3U8:
-        body = await self.client.read(url, PLAYLIST_BYTES)
+        body = await self.client.read(url, PLAYLIST_BYTES, "the playlist")
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -132,9 +132,9 @@ class HlsSource:
         init = b""
         if segment.init_url is not None:
             if segment.init_url not in self.inits:
-                self.inits = {segment.init_url: await self.client.read(segment.init_url, limit)}
+                self.inits = {segment.init_url: await self.client.read(segment.init_url, limit, "an init section")}
             init = self.inits[segment.init_url]
-        return init + await self.client.read(segment.url, limit)
+        return init + await self.client.read(segment.url, limit, "a segment")
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -17,7 +17,7 @@ from models.encode import BatchEncoder, DeviceStep
 from models.model import LongVU
 from models.tower_steps import TowerSteps
 from server.cache.store import Store
-from server.errors import ApiError, CacheUnavailable, as_api_error
+from server.errors import ApiError, CacheUnavailable, failure
 from server.ingest.connect import Resolver, system_resolver
 from server.ingest.errors import IngestError
 from server.live.follower import Follower, Stopped
@@ -107,12 +107,7 @@ class StreamRunner:
             ended = False  # stopped here (DELETE, shutdown): another replica may go on
             raise
         except Exception as exc:  # every failure ends as a `failed` status the client can read
-            if isinstance(exc, (ApiError, IngestError)):
-                error = as_api_error(exc)
-                code, message = error.code, error.message
-            else:
-                log.exception("stream %s failed", stream_id[:12], exc_info=exc)
-                code, message = "stream_failed", f"the stream could not be followed ({type(exc).__name__})"
+            code, message = failure(exc, "stream_failed", "the stream could not be followed", log)
             log.warning("stream %s: failed: %s", stream_id[:12], message)
             status.update(status="failed", error=message, error_code=code, updated_at=time.time())
             try:
