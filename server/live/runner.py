@@ -8,10 +8,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 from models.encode import BatchEncoder, DeviceStep
 from models.model import LongVU
@@ -27,12 +30,15 @@ from server.metrics import Metrics
 from server.settings import Settings
 
 log = logging.getLogger("longvu.live")
+T = TypeVar("T")
 
 
 @dataclass
 class Followed:
     task: asyncio.Task
-    lease: str
+    # Set once the task ends: its window encode, on the executor, takes no further device
+    # step (a cancelled task does not stop a thread).
+    stopped: threading.Event
 
 
 class StreamRunner:
@@ -85,12 +91,19 @@ class StreamRunner:
         return status
 
     def _follow(self, stream_id: str, source: LiveSource, status: dict, lease: str) -> None:
-        encoder = BatchEncoder(self.model, size_quirk=self.settings.size_quirk, device_step=self.device_step,
+        stopped = threading.Event()
+
+        def device_step(work: Callable[[], T]) -> T:
+            if stopped.is_set():
+                raise Stopped
+            return self.device_step(work)
+
+        encoder = BatchEncoder(self.model, size_quirk=self.settings.size_quirk, device_step=device_step,
                                tower_steps=self.tower_steps)
         follower = Follower(stream_id, source, status, self.store, encoder, self.executor, self.metrics, lease,
                             self._lag)
         task = asyncio.create_task(self._run(follower))
-        self.followed[stream_id] = Followed(task, lease)
+        self.followed[stream_id] = Followed(task, stopped)
         self.metrics.streams_live.inc()
 
     async def _run(self, follower: Follower) -> None:
@@ -116,7 +129,7 @@ class StreamRunner:
                 log.warning("could not record a failed stream")
         finally:
             keeper.cancel()
-            del self.followed[stream_id]
+            self.followed.pop(stream_id).stopped.set()
             self.metrics.streams_live.dec()
             self._lag(stream_id, None)
             await follower.source.aclose()
