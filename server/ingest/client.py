@@ -5,6 +5,7 @@ failures as the ingest's own errors."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import urljoin
@@ -92,12 +93,16 @@ class GuardedClient:
             raise FetchFailed(f"fetching the URL failed: {type(exc).__name__}") from exc
 
     async def read(self, url: str, limit: int, what: str) -> bytes:
-        """The whole body of `url`, at most `limit` bytes (`what` it is names it in errors)."""
-        async with self.get(url) as response:
-            check_declared(response, limit, what)
-            body = bytearray()
-            async for chunk in response.aiter_bytes(1 << 16):
-                body += chunk
-                if len(body) > limit:
-                    raise too_large(limit, what)
-            return bytes(body)
+        """The whole body of `url`, at most `limit` bytes (`what` it is names it in errors),
+        within LONGVU_URL_TOTAL_TIMEOUT_S: a server that trickles bytes does not hold it."""
+        try:
+            async with asyncio.timeout(self.settings.url_total_timeout_s), self.get(url) as response:
+                check_declared(response, limit, what)
+                body = bytearray()
+                async for chunk in response.aiter_bytes():  # as they come: the limit holds at once
+                    body += chunk
+                    if len(body) > limit:
+                        raise too_large(limit, what)
+                return bytes(body)
+        except TimeoutError as exc:
+            raise FetchTimeout(f"{what} did not arrive in time") from exc
