@@ -111,7 +111,11 @@ class JobRunner:
     async def status(self, video_id: str) -> dict | None:
         status = await self.store.get_status(video_id)
         if status and status["status"] == "processing" and not await self.store.lease_held(video_id):
-            status = dict(status, status="failed", error=STALE, error_code="job_lost")
+            # A job writes its last status before it lets the lease go: read it again, or a
+            # job that finished between the two reads would look lost.
+            status = await self.store.get_status(video_id)
+            if status and status["status"] == "processing":
+                status = dict(status, status="failed", error=STALE, error_code="job_lost")
         if status and status["status"] == "ready" and not await self.store.has_tokens(video_id):
             return None  # the tokens were evicted or expired: the video must be sent again
         return status

@@ -134,7 +134,8 @@ def test_sigterm_mid_ingest_gives_the_lease_back(tiny_checkpoint: Path, tmp_path
             again = client.post("/videos", files={"file": ("v.mp4", video.read_bytes())})
         assert again.status_code == 202
         assert second.services.jobs.jobs  # this server's job, not a wait on a stale lease
-        assert second.wait_ready(video_id, timeout=120)["status"] == "ready"
+        final = second.wait_ready(video_id, timeout=120)
+        assert final["status"] == "ready", final
     finally:
         second.stop()
     assert list(tmp_path.glob("*.upload")) == []
