@@ -25,7 +25,7 @@ import torch
 from models.attention import PackedPrefill, Piece
 from models.kv_cache import SlotCache
 from models.model import LongVU
-from models.sampling import SamplingParams, sample
+from models.sampling import SamplingParams, choose
 
 log = logging.getLogger("longvu.batching")
 
@@ -49,8 +49,9 @@ class Sequence:
 @dataclass
 class Emitted:
     seq: Sequence
-    token: int | None  # None: a stop token came
+    token: int | None  # None: a stop token came, or an error
     finished: bool  # the sequence has left the batch
+    error: str | None = None  # why the answer ended early (its logits were not finite)
 
 
 def buckets(slots: int) -> list[int]:
@@ -60,6 +61,13 @@ def buckets(slots: int) -> list[int]:
 
 def windows(length: int, block: int) -> list[int]:
     return [*range(block, length, block), length]
+
+
+def non_finite_message(dtype: torch.dtype) -> str:
+    name = str(dtype).removeprefix("torch.")
+    hint = ("; LONGVU_DTYPE=bfloat16 avoids it (float32's range in half the bytes)"
+            if dtype == torch.float16 else "")
+    return f"the model's logits were not finite: its activations overflowed {name}{hint}"
 
 
 class ContinuousBatch:
@@ -147,11 +155,7 @@ class ContinuousBatch:
             seq.filled = p.end
         del self.prefilling[: len(done)]
         self.decoding.extend(done)  # they hold the slots right after the decoding ones
-        logits = out.logits[0]
-        greedy = logits.argmax(-1).tolist()
-        tokens = [self._choose(seq, logits[i], greedy[i]) for i, seq in enumerate(done)]  # no answer: no penalty
-        self._remember(done, tokens)
-        return [self._emit(seq, token) for seq, token in zip(done, tokens, strict=True)]
+        return self._emit_all(done, out.logits[0])  # no answer yet: no penalty
 
     def _plan(self) -> list[Piece]:
         """This pass's pieces, first come first: the first waiting prompt, cut to
@@ -190,13 +194,10 @@ class ContinuousBatch:
         else:
             logits = self._forward_decode(rows, window)
         logits = self._penalized(logits[:n], n)
-        greedy = logits.argmax(-1).tolist()  # the one wait on the device of a greedy step
         stepped = list(self.decoding)
         for seq in stepped:
             seq.filled += 1
-        tokens = [self._choose(seq, logits[row], greedy[row]) for row, seq in enumerate(stepped)]
-        self._remember(stepped, tokens)
-        return [self._emit(seq, token) for seq, token in zip(stepped, tokens)]
+        return self._emit_all(stepped, logits)
 
     def release(self, seq: Sequence) -> None:
         """Free the sequence's slot (finished or cancelled); later slots move down, so the
@@ -237,12 +238,25 @@ class ContinuousBatch:
         wide, penalty = logits.float(), self._penalty[:n]  # in float32, rounded once, as with a scalar penalty
         return torch.where(self._seen[:n], torch.where(wide < 0, wide * penalty, wide / penalty), wide).to(logits.dtype)
 
-    def _choose(self, seq: Sequence, logits: torch.Tensor, greedy: int | None) -> int:
-        if greedy is not None and seq.params.temperature <= 0.0:
-            return greedy
-        return sample(logits, seq.params, seq.generator)
+    def _emit_all(self, seqs: list[Sequence], logits: torch.Tensor) -> list[Emitted]:
+        """Each row's token (the step's one wait on the device); a row whose logits are not
+        finite ends with an error, the others go on."""
+        tokens, finite = choose(logits, [seq.params for seq in seqs], [seq.generator for seq in seqs])
+        self._remember([s for s, ok in zip(seqs, finite, strict=True) if ok], [t for t, ok in zip(tokens, finite,
+                                                                                                  strict=True) if ok])
+        return [self._emit(seq, token) if ok else self._overflowed(seq)
+                for seq, token, ok in zip(seqs, tokens, finite, strict=True)]
+
+    def _overflowed(self, seq: Sequence) -> Emitted:
+        # Its keys and values hold NaN or inf: masked positions still meet SDPA's value
+        # product (0 * NaN is NaN), so the slot's next holder must not find them.
+        self.cache.clear(seq.slot)
+        self.release(seq)
+        return Emitted(seq, None, True, error=non_finite_message(self.model.dtype))
 
     def _remember(self, seqs: list[Sequence], tokens: list[int]) -> None:
+        if not seqs:
+            return
         device = self._seen.device
         rows = torch.tensor([seq.slot for seq in seqs], dtype=torch.long).to(device, non_blocking=True)
         self._seen[rows, torch.tensor(tokens, dtype=torch.long).to(device, non_blocking=True)] = True

@@ -36,6 +36,8 @@ def generate_ids(
     batch.start(seq)
     (emitted,) = batch.prefill()  # nothing else runs: the prompt in one pass
     while True:
+        if emitted.error is not None:
+            raise FloatingPointError(emitted.error)
         if emitted.token is not None:
             yield emitted.token
         if emitted.finished or cancelled():

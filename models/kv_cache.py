@@ -66,6 +66,10 @@ class SlotCache:
         values[self.rows[:rows], :, positions] = value[:, :, 0]
         return keys[:rows, :, :window], values[:rows, :, :window]
 
+    def clear(self, slot: int) -> None:
+        for tensor in (*self.keys, *self.values):
+            tensor[slot].zero_()
+
     def move(self, source: int, target: int, filled: int) -> None:
         """Copy a question's first `filled` positions to another slot (slots stay packed)."""
         for tensor in (*self.keys, *self.values):

@@ -61,21 +61,49 @@ class GenerationDefaults:
         )
 
 
-def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> int:
-    if params.temperature <= 0.0:
-        return int(logits.argmax())
-    scaled = logits.float() / params.temperature
-    if 0 < params.top_k < scaled.shape[-1]:
-        kth = torch.topk(scaled, params.top_k).values[-1]
-        scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+def choose(logits: torch.Tensor, params: list[SamplingParams],
+           generators: list[torch.Generator | None]) -> tuple[list[int], list[bool]]:
+    """One token for every row of [n, V] logits, and whether the row's logits were finite:
+    greedy rows take the argmax, sampled ones a draw from their temperature, top-k and top-p
+    distribution. All rows are drawn at once on the device, and both lists come back in
+    one host transfer.
+
+    A draw is the exponential race (argmax of p / E with E ~ Exp(1) a token), which picks
+    token i with probability p_i, as `multinomial` does; a seeded row draws its noise from
+    its own generator, the others share the default one."""
+    greedy = logits.argmax(-1)
+    finite = torch.isfinite(logits).all(-1)
+    sampled = [row for row, p in enumerate(params) if p.temperature > 0.0]
+    tokens = greedy
+    if sampled:
+        tokens = greedy.clone()
+        tokens[sampled] = _draw(logits[sampled], [params[r] for r in sampled], [generators[r] for r in sampled])
+    both = torch.stack([tokens, finite.long()]).tolist()
+    return both[0], [bool(f) for f in both[1]]
+
+
+def _draw(logits: torch.Tensor, params: list[SamplingParams], generators: list[torch.Generator | None]) -> torch.Tensor:
+    device, vocab = logits.device, logits.shape[-1]
+    temperature = torch.tensor([p.temperature for p in params], device=device)[:, None]
+    scaled = logits.float() / temperature
+    top_k = torch.tensor([p.top_k if 0 < p.top_k < vocab else vocab for p in params], device=device)
+    ordered = scaled.sort(dim=-1, descending=True).values
+    kth = ordered.gather(-1, (top_k - 1)[:, None])
+    scaled = scaled.masked_fill(scaled < kth, float("-inf"))
     probs = torch.softmax(scaled, dim=-1)
-    if params.top_p < 1.0:
-        sorted_probs, order = probs.sort(descending=True)
-        # Keep the smallest prefix whose mass reaches top_p (the first token always).
-        outside = sorted_probs.cumsum(-1) - sorted_probs >= params.top_p
-        sorted_probs[outside] = 0.0
-        probs = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
-    return int(torch.multinomial(probs, 1, generator=generator))
+    top_p = torch.tensor([p.top_p for p in params], device=device)[:, None]
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    # Keep the smallest prefix whose mass reaches top_p (the first token always).
+    outside = (sorted_probs.cumsum(-1) - sorted_probs >= top_p) & (top_p < 1.0)
+    probs = torch.zeros_like(probs).scatter_(-1, order, sorted_probs.masked_fill(outside, 0.0))
+    noise = torch.empty_like(probs)
+    shared = [row for row, g in enumerate(generators) if g is None]
+    if shared:
+        noise[shared] = torch.empty(len(shared), vocab, device=device).exponential_()
+    for row, generator in enumerate(generators):
+        if generator is not None:
+            noise[row].exponential_(generator=generator)
+    return (probs / noise).argmax(-1)
 
 
 def generator_for(params: SamplingParams, device: torch.device) -> torch.Generator | None:

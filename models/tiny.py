@@ -229,6 +229,18 @@ def write_demo_checkpoint(out_dir: Path) -> Path:
     return out_dir
 
 
+def write_overflow_checkpoint(out_dir: Path) -> Path:
+    """The tiny checkpoint with an output head whose weights float16 holds (at most about 5e4) but
+    whose logits it does not (about 5e5, past its 65504): as a real model whose activations
+    outgrow float16 on a long video. Its answers are finite in float32 and bfloat16."""
+    out_dir = write_tiny_checkpoint(out_dir)
+    weights = out_dir / "model.safetensors"
+    tensors = load_file(str(weights))
+    tensors["lm_head.weight"] = tensors["lm_head.weight"] * 5e5
+    save_file(tensors, str(weights), metadata={"format": "pt"})
+    return out_dir
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out_dir", type=Path)

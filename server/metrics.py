@@ -52,6 +52,9 @@ class Metrics:
         self.generated_tokens = Counter("longvu_generated_tokens_total", "Answer tokens generated", registry=r)
         self.cache_hits = Counter("longvu_cache_hits_total", "Encoded-video cache hits", ["operation"], registry=r)
         self.cache_misses = Counter("longvu_cache_misses_total", "Encoded-video cache misses", ["operation"], registry=r)
+        self.numerical_errors = Counter(
+            "longvu_numerical_errors_total", "Answers ended because the model's logits were not finite (an overflow "
+            "of the model's dtype)", registry=r)
         self.cancelled = Counter("longvu_cancelled_requests_total", "Asks stopped by a client disconnect", registry=r)
         self.rejected = Counter(
             "longvu_rejected_requests_total", "Requests refused for load", ["reason"], registry=r

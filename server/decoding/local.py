@@ -102,6 +102,12 @@ class LocalDecoding:
 
     def _deliver(self, item: Emitted) -> None:
         ask = self._owners[item.seq]
+        if item.error is not None:  # this answer only: the batch's other rows go on
+            self._owners.pop(item.seq)
+            self.metrics.numerical_errors.inc()
+            log.error("an answer ended: %s", item.error)
+            ask.on_error("numerical_error", item.error)
+            return
         try:
             if "prefill_s" not in ask.timings:  # the prefill's own token
                 ask.on_prefilled()

@@ -158,3 +158,25 @@ def test_a_decode_shape_without_a_graph_runs_eagerly() -> None:
     graphs = DecodeGraphs(lambda rows, window: calls.append((rows, window)) or torch.zeros(rows, 3))
     graphs.eager.append((2, 1024))
     assert graphs.run(2, 1024).shape == (2, 3) and calls == [(2, 1024)]
+
+
+def test_a_row_whose_logits_are_not_finite_ends_alone(model, prompts) -> None:  # type: ignore[no-untyped-def]
+    """A row's cached keys turned NaN mid-answer (as an overflow leaves them): that row ends
+    with an error naming the dtype at the next step; the other rows keep their answers."""
+    batch = ContinuousBatch(model, slots=3, length=max(p.shape[0] for p in prompts) + 10)
+    seqs = [Sequence(p, SamplingParams(max_new_tokens=6), frozenset()) for p in prompts[:3]]
+    ids = {id(s): i for i, s in enumerate(seqs)}
+    got: dict[int, list[int]] = {i: [] for i in range(3)}
+    for seq in seqs:
+        batch.start(seq)
+    collect(got, batch.prefill(), ids)
+    batch.cache.keys[0][seqs[1].slot, :, 0] = float("nan")
+    step = batch.decode()
+    collect(got, step, ids)
+    ended = [e for e in step if e.error is not None]
+    assert [e.seq for e in ended] == [seqs[1]] and ended[0].finished and ended[0].token is None
+    assert "overflowed float32" in ended[0].error and seqs[1].slot == -1
+    while batch.decoding:
+        collect(got, batch.decode(), ids)
+    assert got[0] == alone(model, prompts[0], 6) and got[2] == alone(model, prompts[2], 6)
+    assert got[1] == alone(model, prompts[1], 6)[:1]
