@@ -113,6 +113,11 @@ class ContinuousBatch:
         return sum(seq.prompt_len - seq.filled for seq in self.prefilling)
 
     @property
+    def graph_fallbacks(self) -> int:
+        """Decode steps that ran eagerly although graphs were asked for (their shape's capture failed)."""
+        return self._graphs.fallbacks if self._graphs is not None else 0
+
+    @property
     def graphs(self) -> bool:
         """Whether decode steps replay captured graphs (some shapes may still run eagerly)."""
         return self._graphs is not None and bool(self._graphs.graphs)
@@ -291,6 +296,7 @@ class DecodeGraphs:
         self.graphs: dict[tuple[int, int], torch.cuda.CUDAGraph] = {}
         self.outputs: dict[tuple[int, int], torch.Tensor] = {}
         self.eager: list[tuple[int, int]] = []
+        self.fallbacks = 0  # steps run eagerly
 
     @classmethod
     def capture(cls, forward: Callable[[int, int], torch.Tensor], shapes: list[tuple[int, int]]) -> DecodeGraphs:
@@ -300,9 +306,10 @@ class DecodeGraphs:
             for shape in reversed(shapes):  # largest first: the pool then fits the others
                 try:
                     graphs._capture(shape, pool)
-                except Exception as exc:  # this shape decodes eagerly, only slower
+                except Exception as exc:  # this shape decodes eagerly, slower: counted at each step
                     graphs.eager.append(shape)
-                    log.warning("decode shape %s (rows, window) runs eagerly: %s", shape, exc)
+                    log.warning("decode shape %s (rows, window) runs eagerly, without a CUDA graph: %s: %s",
+                                shape, type(exc).__name__, exc)
         if graphs.eager:
             log.warning("CUDA graphs for %d of %d decode shapes; eager: %s", len(graphs.graphs), len(shapes),
                         sorted(graphs.eager))
@@ -326,6 +333,7 @@ class DecodeGraphs:
     def run(self, rows: int, window: int) -> torch.Tensor:
         graph = self.graphs.get((rows, window))
         if graph is None:
+            self.fallbacks += 1
             return self.forward(rows, window)
         graph.replay()
         return self.outputs[rows, window]

@@ -74,6 +74,9 @@ class Metrics:
                                   "ingest (at most LONGVU_INGEST_SHARE while questions are answering)", registry=r)
         self.decode_graphs = Gauge("longvu_decode_graphs", "Decode shapes (batch rows, attention window) that replay "
                                    "a captured CUDA graph, and those that run eagerly", ["state"], registry=r)
+        self.decode_graph_fallbacks = Counter(
+            "longvu_decode_graph_fallbacks_total", "Decode steps run eagerly because their shape has no CUDA graph "
+            "(its capture failed: see the warning naming the shape)", registry=r)
         self.asks_open = Gauge("longvu_asks_open", "Asks not yet ended: waiting, answering, or with their last event "
                                "not yet sent", registry=r)
         self.jobs_in_progress = Gauge("longvu_jobs_in_progress", "Ingest jobs running in this process", registry=r)

@@ -30,6 +30,7 @@ class LocalDecoding:
         length = model.config.tokenizer_model_max_length + max_new_tokens + 1
         self.batch = ContinuousBatch(model, max_running, length, prefill_tokens, cuda_graphs)
         self._owners: dict[Sequence, Ask] = {}
+        self._fallbacks = 0  # graph fallbacks already counted
         self.unavailable: str | None = None
         self.wake: Callable[[], None] = lambda: None  # its questions end in the engine's rounds
 
@@ -64,6 +65,7 @@ class LocalDecoding:
             self._step(self.batch.prefill, list(self.batch.prefilling))
         if self.batch.decoding:
             self._step(self.batch.decode, list(self.batch.decoding))
+            self._count_fallbacks()
         self.metrics.running.set(self.running)
 
     def end_all(self, code: str, message: str) -> None:
@@ -84,6 +86,12 @@ class LocalDecoding:
         for state, count in shapes.items():
             self.metrics.decode_graphs.labels(state).set(count)
         log.info("decode shapes as CUDA graphs: %d, eager: %d", shapes["captured"], shapes["eager"])
+
+    def _count_fallbacks(self) -> None:
+        fallbacks = self.batch.graph_fallbacks
+        if fallbacks > self._fallbacks:
+            self.metrics.decode_graph_fallbacks.inc(fallbacks - self._fallbacks)
+            self._fallbacks = fallbacks
 
     def close(self) -> None:
         pass

@@ -157,7 +157,7 @@ def test_a_decode_shape_without_a_graph_runs_eagerly() -> None:
     calls: list[tuple[int, int]] = []
     graphs = DecodeGraphs(lambda rows, window: calls.append((rows, window)) or torch.zeros(rows, 3))
     graphs.eager.append((2, 1024))
-    assert graphs.run(2, 1024).shape == (2, 3) and calls == [(2, 1024)]
+    assert graphs.run(2, 1024).shape == (2, 3) and calls == [(2, 1024)] and graphs.fallbacks == 1
 
 
 def test_a_row_whose_logits_are_not_finite_ends_alone(model, prompts) -> None:  # type: ignore[no-untyped-def]

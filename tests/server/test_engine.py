@@ -190,3 +190,20 @@ def test_the_warm_up_runs_the_ingest_path_too(model, monkeypatch) -> None:  # ty
     finally:
         engine.stop()
     assert pruned == [2]
+
+
+def test_eager_decode_steps_are_counted(server: ServerThread, video_id: str,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The graphs' fallback path forced on the CPU (every shape failed to capture): each
+    decode step of an answer counts in longvu_decode_graph_fallbacks_total, and the answer
+    is the same as without graphs."""
+    from models.batching import DecodeGraphs
+
+    plain = ask(server, video_id, stream=False, ignore_eos=True).json()["answer"]
+    batch = server.services.engine.decoding.batch
+    monkeypatch.setattr(batch, "_graphs", DecodeGraphs(batch._forward_decode))
+    before = metric(server, "longvu_decode_graph_fallbacks_total")
+    answer = ask(server, video_id, stream=False, ignore_eos=True).json()
+    assert answer["answer"] == plain
+    # The first token comes from the prefill; every later one from a decode step.
+    assert metric(server, "longvu_decode_graph_fallbacks_total") - before == answer["usage"]["completion_tokens"] - 1
