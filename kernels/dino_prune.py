@@ -13,7 +13,8 @@ of its window stay finite and deterministic.
 The Triton version reads every feature once: one program per (window, slice of the
 flattened frame) computes that slice's part of the window's Gram matrix; a second,
 tiny kernel sums the parts in a fixed order (deterministic, no atomics) and turns the
-Gram matrix into norms, cosines, scores and the keep mask.
+Gram matrix into norms, cosines, scores and the keep mask. The frame count is not
+specialised (`kernels.specialization`): any video runs the variant the warm-up compiled.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def window_prune_reference(
     return scores < threshold, scores
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["n_frames"])
 def _gram_part_kernel(x_ptr, part_ptr, n_frames, dim, n_parts,
                       WINDOW: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_D: tl.constexpr, HALF_DOT: tl.constexpr):
     win = tl.program_id(0)
@@ -65,7 +66,7 @@ def _gram_part_kernel(x_ptr, part_ptr, n_frames, dim, n_parts,
     tl.store(part_ptr + (win * n_parts + part).to(tl.int64) * BLOCK_W * BLOCK_W + tile, gram)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["n_frames"])
 def _window_scores_kernel(part_ptr, score_ptr, keep_ptr, n_frames, n_parts, threshold,
                           WINDOW: tl.constexpr, BLOCK_W: tl.constexpr):
     win = tl.program_id(0)

@@ -10,6 +10,7 @@ the chunk's frames through once, slice by slice of the hidden size, accumulating
 products and norms against the anchor, and writes the keep mask. The kept tokens are
 then copied to their place (an exclusive prefix sum of the mask, on the device) by a
 second kernel; the only value read back by the host is their count, to size the output.
+Frame, token and row counts are not specialised (`kernels.specialization`).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def stc_reference(
     return keep, tokens[keep]
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["n_frames", "n_tokens"])
 def _stc_keep_kernel(x_ptr, keep_ptr, n_frames, n_tokens, dim, threshold,
                      CHUNK: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr,
                      BLOCK_D: tl.constexpr, EPS: tl.constexpr):
@@ -72,7 +73,7 @@ def _stc_keep_kernel(x_ptr, keep_ptr, n_frames, n_tokens, dim, threshold,
     tl.store(keep_ptr + rows, keep.to(tl.int8), mask=f_ok[:, None] & t_ok[None, :])
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["n_rows"])
 def _compact_kernel(x_ptr, keep_ptr, dest_ptr, out_ptr, n_rows, dim, BLOCK_ROWS: tl.constexpr,
                     BLOCK_D: tl.constexpr):
     rows = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
