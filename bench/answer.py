@@ -2,16 +2,19 @@
 
     python bench/answer.py                 # GPU: Qwen2-7B shapes, random weights; CPU: the tiny model
     python bench/answer.py --tiny          # the tiny checkpoint wherever it runs
+    python bench/answer.py --layers 1      # released widths, one layer a stack: the GPU path on a CPU
     python bench/answer.py --during-ingest # answers and an ingest together, each beside its solo speed
     python bench/answer.py --hf            # beside each row, Hugging Face generate() on the same prompts
     python bench/answer.py --llm-url URL   # the same table with the answers from vLLM (LONGVU_LLM_URL)
 
-On a GPU it builds the released `LongVU_Qwen2_7B` shapes with random weights (configs
-written here; nothing downloaded), makes one cached video of an hour (400 kept frames at
+On a GPU (or anywhere with --layers) it builds the released `LongVU_Qwen2_7B` shapes with
+random weights (`bench/released.py`; nothing downloaded), makes one cached video of an hour (400 kept frames at
 1280x720, so the question runs in the STC regime, as in production), starts the engine
 (warm-up and CUDA graphs included, as the server does), then asks 1, 4, 16 and 64
 questions at once, 128 tokens each, and prints a table. The first question after start-up
-is timed on its own.
+is timed on its own. Decode-only tokens/s counts the tokens after every answer's first
+over the time after the last first token: at 16 questions the wall-time aggregate is
+bounded by 16 long prefills whatever decode does.
 
 With --hf each row also runs transformers' `generate()` on the same model and prompts (the
 n prompts built, left-padded into one batch, greedy, exactly `--tokens` new tokens): its
@@ -33,12 +36,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import statistics
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -47,14 +50,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.build import build_inputs  # noqa: E402
-from models.config import LongVUConfig  # noqa: E402
-from models.connector import Connector  # noqa: E402
 from models.encode import encode_video  # noqa: E402
 from models.encoded import EncodedVideo  # noqa: E402
 from models.frames import Frame  # noqa: E402
-from models.model import LongVU, llm_classes, llm_config, load_longvu  # noqa: E402
+from models.model import LongVU, default_dtype, load_longvu  # noqa: E402
 from models.sampling import SamplingParams  # noqa: E402
-from models.tiny import LONGVU_CONFIG, write_tiny_checkpoint  # noqa: E402
+from models.tiny import write_tiny_checkpoint  # noqa: E402
 from models.tower_steps import TimedSteps  # noqa: E402
 from server.asks import Ask  # noqa: E402
 from server.decoding import Decoding  # noqa: E402
@@ -64,30 +65,22 @@ from server.engine import Engine  # noqa: E402
 from server.metrics import Metrics  # noqa: E402
 from server.settings import Settings  # noqa: E402
 
-QWEN2_7B = dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
-                num_key_value_heads=4, vocab_size=152064, vision_hidden_size=1024, max_window_layers=28)
-TOWER_WIDTHS = (1152, 1536)  # SigLIP so400m, DINOv2-giant
+from bench.released import QWEN2_7B, released_model  # noqa: E402
+
 QUESTION = "What happens in the video? Describe every scene in order."
 
 
-def released_shapes(tiny: LongVU, device: torch.device, dtype: torch.dtype) -> LongVU:
-    """The tiny model's tokenizer and towers around a Qwen2-7B-shaped LLM and connector."""
-    raw = dict(LONGVU_CONFIG, **QWEN2_7B, eos_token_id=tiny.config.raw["eos_token_id"])
-    config = LongVUConfig.from_dict(raw)
-    _, llm_cls = llm_classes(config)
-    with torch.device(device):
-        torch.set_default_dtype(dtype)
-        llm = llm_cls(llm_config(config)).eval()
-        connector = Connector(config, TOWER_WIDTHS).eval()
-        torch.set_default_dtype(torch.float32)
-    for module in (llm, connector):
-        module.requires_grad_(False)
-    return dataclasses.replace(tiny, config=config, llm=llm, connector=connector, device=device, dtype=dtype)
-
-
-def hour_of_video(model: LongVU) -> EncodedVideo:
+def hour_of_video(model: LongVU, frames: int = 400) -> EncodedVideo:
     """400 frames kept of an hour, as pruning and the cap leave it."""
-    return EncodedVideo.made_up(400, model.config.query_num_list[0], model.config.vision_hidden_size, every_s=9.0)
+    return EncodedVideo.made_up(frames, model.config.query_num_list[0], model.config.vision_hidden_size,
+                                every_s=3600 / frames)
+
+
+def timed_tokens(on_token: Callable[[int], None], times: list[float]) -> Callable[[int], None]:
+    def record(token: int) -> None:
+        times.append(time.perf_counter())
+        on_token(token)
+    return record
 
 
 async def ask_many(engine: Engine, metrics: Metrics, encoded: EncodedVideo, n: int, tokens: int) -> dict:
@@ -95,7 +88,9 @@ async def ask_many(engine: Engine, metrics: Metrics, encoded: EncodedVideo, n: i
     params = SamplingParams(max_new_tokens=tokens, ignore_eos=True)
     started = time.perf_counter()
     asks = [Ask(encoded, f"{QUESTION} ({i})", params, metrics, loop, time.perf_counter()) for i in range(n)]
-    for ask in asks:
+    made: list[list[float]] = [[] for _ in asks]  # when each token was made (a token may show no text yet)
+    for ask, times in zip(asks, made, strict=True):
+        ask.on_token = timed_tokens(ask.on_token, times)  # type: ignore[method-assign]
         ask.timings["cache_load_s"] = 0.0  # the video is in memory here
         engine.submit(ask)
 
@@ -106,11 +101,17 @@ async def ask_many(engine: Engine, metrics: Metrics, encoded: EncodedVideo, n: i
             raise RuntimeError(event[1])
 
     await asyncio.gather(*(finish(a) for a in asks))
-    wall = time.perf_counter() - started
+    end = time.perf_counter()
+    wall = end - started
     ttfts = sorted(a.timings["ttft_s"] for a in asks)
     decode_rates = [(a.generated - 1) / (a.timings["total_s"] - a.timings["ttft_s"]) for a in asks]
+    # Decode alone: the tokens after every answer's first, over the time after the last first
+    # token (while prompts still prefill, the wall-time aggregate counts their prefill too).
+    last_first = max(t[0] for t in made)
+    after = sum(1 for t in made for at in t if at > last_first)
     return {
         "n": n, "wall": wall, "aggregate": sum(a.generated for a in asks) / wall,
+        "decode_only": after / (end - last_first) if end > last_first else 0.0,
         "per_stream": statistics.median(decode_rates),
         "ttft_p50": statistics.median(ttfts), "ttft_p99": ttfts[min(n - 1, round(0.99 * (n - 1)))],
         "prompt": asks[0].built.prompt_tokens if asks[0].built else 0,
@@ -216,7 +217,11 @@ def during_ingest(engine: Engine, model: LongVU, metrics: Metrics, encoded: Enco
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="the tiny checkpoint even on a GPU")
-    parser.add_argument("--dtype", choices=("float16", "bfloat16"), default="float16")
+    parser.add_argument("--dtype", choices=("float16", "bfloat16", "float32"),
+                        help="default: float16 on a GPU, float32 on the CPU")
+    parser.add_argument("--layers", type=int, help="released widths, every transformer stack cut to this many "
+                        "layers (the same code path on a CPU in seconds)")
+    parser.add_argument("--frames", type=int, default=400, help="frames kept of the cached hour")
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
     parser.add_argument("--max-running", type=int, default=16)
@@ -234,9 +239,11 @@ def main() -> None:
         torch.set_num_threads(args.cpu_threads)
     with tempfile.TemporaryDirectory() as tmp:
         tiny = load_longvu(str(write_tiny_checkpoint(Path(tmp))), device=device)
-    big = device.type == "cuda" and not args.tiny
-    model = released_shapes(tiny, device, getattr(torch, args.dtype)) if big else tiny
-    shape = "Qwen2-7B shapes, random weights" if big else "tiny checkpoint"
+    big = not args.tiny and (device.type == "cuda" or args.layers is not None)
+    dtype = getattr(torch, args.dtype) if args.dtype else default_dtype(device)
+    model = released_model(tiny, dtype, args.layers) if big else tiny
+    layers = f", {args.layers} layer(s) a stack" if args.layers else ""
+    shape = f"Qwen2-7B, SigLIP so400m, DINOv2-giant shapes{layers}, random weights" if big else "tiny checkpoint"
     print(f"{shape} on {torch.cuda.get_device_name() if device.type == 'cuda' else 'CPU'}, {model.dtype}")
 
     metrics = Metrics()
@@ -252,7 +259,7 @@ def main() -> None:
     graphs = isinstance(decoding, LocalDecoding) and decoding.batch.graphs
     print(f"engine ready in {time.perf_counter() - started:.1f} s (answers: {type(decoding).__name__}, "
           f"CUDA graphs: {graphs})")
-    encoded = hour_of_video(model)
+    encoded = hour_of_video(model, args.frames)
     try:
         if args.during_ingest:
             during_ingest(engine, model, metrics, encoded, args.tokens, args.ingest_step_ms)
@@ -261,17 +268,21 @@ def main() -> None:
         print(f"first question after start-up: TTFT {first['ttft_p50'] * 1e3:.0f} ms, "
               f"prompt {first['prompt']} positions")
         peers = " HF TTFT | HF tok/s | TTFT ratio | tok/s ratio |" if args.hf else ""
-        print(f"| concurrent | aggregate tok/s | per-stream tok/s | TTFT p50 | TTFT p99 | wall |{peers}")
-        print("|---|---|---|---|---|---|" + "---|" * 4 * args.hf)
+        print(f"| concurrent | aggregate tok/s | per-stream tok/s | TTFT p50 | TTFT p99 | wall | decode-only tok/s |"
+              f"{peers}")
+        print("|---|---|---|---|---|---|---|" + "---|" * 4 * args.hf)
         for n in args.concurrency:
             r = asyncio.run(ask_many(engine, metrics, encoded, n, args.tokens))
             row = (f"| {n} | {r['aggregate']:.1f} | {r['per_stream']:.1f} | {r['ttft_p50'] * 1e3:.0f} ms "
-                   f"| {r['ttft_p99'] * 1e3:.0f} ms | {r['wall']:.2f} s |")
+                   f"| {r['ttft_p99'] * 1e3:.0f} ms | {r['wall']:.2f} s | {r['decode_only']:.1f} |")
             if args.hf:
                 hf = hf_generate(model, encoded, n, args.tokens)
                 row += (f" {hf['ttft'] * 1e3:.0f} ms | {hf['aggregate']:.1f} | {hf['ttft'] / r['ttft_p50']:.2f} "
                         f"| {r['aggregate'] / hf['aggregate']:.2f} |")
             print(row, flush=True)
+        if device.type == "cuda":
+            print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB allocated, "
+                  f"{torch.cuda.max_memory_reserved() / 2**30:.2f} GiB reserved")
     finally:
         engine.stop()
 

@@ -3,6 +3,7 @@
     python bench/ingest.py                      # GPU: released tower shapes, random weights; CPU: tiny
     python bench/ingest.py --minutes 10 60      # how long the 720p videos are
     python bench/ingest.py --tiny               # the tiny checkpoint wherever it runs
+    python bench/ingest.py --layers 1           # released widths, one layer a tower (the CPU smoke)
 
 It writes a short 30 fps clip with PyAV and remuxes it into the long videos (no re-encoding),
 then ingests each in a child process of its own, so each peak is its own, and prints: seconds
@@ -15,7 +16,6 @@ released shapes (SigLIP so400m, DINOv2-giant, SVA at 1024), random weights, floa
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import resource
 import subprocess
@@ -32,19 +32,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-SIGLIP_SO400M = dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16,
-                     image_size=384, patch_size=14)
-DINOV2_GIANT = dict(hidden_size=1536, num_hidden_layers=40, num_attention_heads=24, mlp_ratio=4, image_size=518,
-                    patch_size=14, use_swiglu_ffn=True)
-
-
 def write_clip(path: Path, seconds: int, width: int, height: int) -> Path:
-    """30 fps, a keyframe a second, a new picture every second (so frames survive DINO)."""
+    """30 fps, a keyframe every 10 s (as encoders ship video: decoding a second's frame then
+    costs more than the frame), a new picture every second (so frames survive DINO)."""
     rng = np.random.default_rng(width)
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=30)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": "ultrafast", "g": "30"}
+        stream.options = {"preset": "ultrafast", "g": "300"}
         for i in range(seconds * 30):
             if i % 30 == 0:
                 blocks = rng.integers(0, 255, (height // 40 + 1, width // 40 + 1, 3), dtype=np.uint8)
@@ -72,34 +67,20 @@ def remux_loop(clip: Path, out: Path, minutes: float) -> Path:
     return out
 
 
-def build_model(tiny: bool):  # type: ignore[no-untyped-def]
-    from transformers import Dinov2Config, Dinov2Model, SiglipVisionConfig, SiglipVisionModel
-
-    from models.config import LongVUConfig
-    from models.connector import Connector
+def build_model(tiny: bool, layers: int | None):  # type: ignore[no-untyped-def]
+    from bench.released import released_model
     from models.model import load_longvu
-    from models.tiny import LONGVU_CONFIG, write_tiny_checkpoint
-    from models.towers import VisionTowers
+    from models.tiny import write_tiny_checkpoint
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     with tempfile.TemporaryDirectory() as tmp:
         model = load_longvu(str(write_tiny_checkpoint(Path(tmp))), device=device)
-    if tiny or device.type == "cpu":
+    if tiny or (device.type == "cpu" and not layers):
         return model
-    dtype = torch.float16
-    config = LongVUConfig.from_dict(dict(LONGVU_CONFIG, vision_hidden_size=1024, vocab_size=400))
-    with torch.device(device):
-        torch.set_default_dtype(dtype)
-        towers = VisionTowers(SiglipVisionModel(SiglipVisionConfig(**SIGLIP_SO400M)),
-                              Dinov2Model(Dinov2Config(**DINOV2_GIANT)), config.aux_side)
-        connector = Connector(config, towers.hidden_sizes).eval()
-        torch.set_default_dtype(torch.float32)
-    for module in (towers.siglip, towers.dino, connector):
-        module.requires_grad_(False)
-    return dataclasses.replace(model, config=config, towers=towers, connector=connector, dtype=dtype)
+    return released_model(model, torch.float16 if device.type == "cuda" else torch.float32, layers, llm=False)
 
 
-def child(video: str, tiny: bool) -> None:
+def child(video: str, tiny: bool, layers: int | None) -> None:
     from models import encode
     from models.encode import BATCH_BYTES, encode_video
     from server.ingest.decode import Decoder
@@ -107,7 +88,7 @@ def child(video: str, tiny: bool) -> None:
     from server.ingest.read_ahead import read_ahead
     from server.settings import Settings
 
-    model = build_model(tiny)
+    model = build_model(tiny, layers)
     cuda = model.device.type == "cuda"
     split: dict[str, float] = defaultdict(float)
 
@@ -156,13 +137,15 @@ def child(video: str, tiny: bool) -> None:
         "frames": encoded.frames_sampled, "cached": encoded.frames_cached, "split": dict(split),
         "device_busy": device_s / wall, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else 0.0,
-        "device": torch.cuda.get_device_name() if cuda else "CPU (tiny model)",
+        "peak_reserved_mb": torch.cuda.max_memory_reserved() / 2**20 if cuda else 0.0,
+        "device": torch.cuda.get_device_name() if cuda else f"CPU ({'tiny model' if tiny or not layers else 'released widths'})",
     }))
 
 
-def run(video: Path, tiny: bool) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", str(video)] + (["--tiny"] if tiny else []),
-                         capture_output=True, text=True, check=True)
+def run(video: Path, tiny: bool, layers: int | None) -> dict:
+    flags = (["--tiny"] if tiny else []) + (["--layers", str(layers)] if layers else [])
+    out = subprocess.run([sys.executable, __file__, "--child", str(video), *flags], capture_output=True, text=True,
+                         check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -171,11 +154,14 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, nargs="+")
     parser.add_argument("--memory-minutes", type=float, default=2, help="length of the 4K and 8K videos")
     parser.add_argument("--tiny", action="store_true")
+    parser.add_argument("--layers", type=int, help="every transformer stack cut to this many layers (released widths)")
+    parser.add_argument("--clip-seconds", type=int, nargs=2, default=(30, 10), metavar=("HD", "UHD"),
+                        help="the clip written at 720p, and at 4K and 8K (looped to each length)")
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--child")
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.tiny)
+        child(args.child, args.tiny, args.layers)
         return
     gpu = torch.cuda.is_available()
     minutes = args.minutes or ([10, 60] if gpu else [2, 10])
@@ -183,22 +169,23 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     cases = [(1280, 720, m) for m in minutes] + [(3840, 2160, args.memory_minutes), (7680, 4320, args.memory_minutes)]
     print("| video | wall | s per hour | realtime | waiting on decode | preprocessing | DINOv2 | pruning | SigLIP "
-          "| SVA | other | device busy | peak GPU | peak RSS |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| SVA | other | device busy | peak GPU | peak GPU reserved | peak RSS |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for width, height, length in cases:
         clip = workdir / f"clip_{width}x{height}.mp4"
         if not clip.exists():
-            print(f"writing a 30 s {width}x{height} clip...", file=sys.stderr, flush=True)
-            write_clip(clip, 30, width, height)
+            seconds = args.clip_seconds[0 if height <= 720 else 1]
+            print(f"writing a {seconds} s {width}x{height} clip...", file=sys.stderr, flush=True)
+            write_clip(clip, seconds, width, height)
         video = remux_loop(clip, workdir / f"video_{width}x{height}_{length:g}min.mp4", length)
-        r = run(video, args.tiny)
+        r = run(video, args.tiny, args.layers)
         s = r["split"]
         named = ("waiting on decode", "preprocessing", "DINOv2", "pruning", "SigLIP", "SVA")
         other = r["wall_s"] - sum(s.get(k, 0.0) for k in named)
         cells = " | ".join(f"{s.get(k, 0.0):.1f} s" for k in named)
         print(f"| {length:g} min {r['resolution']} | {r['wall_s']:.1f} s | {r['wall_s'] * 3600 / r['duration_s']:.1f} "
               f"| {r['duration_s'] / r['wall_s']:.1f}x | {cells} | {other:.1f} s | {100 * r['device_busy']:.0f}% "
-              f"| {r['peak_gpu_mb']:.0f} MB | {r['peak_rss_mb']:.0f} MB |", flush=True)
+              f"| {r['peak_gpu_mb']:.0f} MB | {r['peak_reserved_mb']:.0f} MB | {r['peak_rss_mb']:.0f} MB |", flush=True)
     print(f"device: {r['device']}")
 
 
