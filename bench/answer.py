@@ -49,6 +49,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from kernels.specialization import compiled_variants  # noqa: E402
 from models.build import build_inputs  # noqa: E402
 from models.encode import encode_video  # noqa: E402
 from models.encoded import EncodedVideo  # noqa: E402
@@ -259,6 +260,7 @@ def main() -> None:
     graphs = isinstance(decoding, LocalDecoding) and decoding.batch.graphs
     print(f"engine ready in {time.perf_counter() - started:.1f} s (answers: {type(decoding).__name__}, "
           f"CUDA graphs: {graphs})")
+    warm_variants = compiled_variants()
     encoded = hour_of_video(model, args.frames)
     try:
         if args.during_ingest:
@@ -280,6 +282,11 @@ def main() -> None:
                 row += (f" {hf['ttft'] * 1e3:.0f} ms | {hf['aggregate']:.1f} | {hf['ttft'] / r['ttft_p50']:.2f} "
                         f"| {r['aggregate'] / hf['aggregate']:.2f} |")
             print(row, flush=True)
+        if isinstance(decoding, LocalDecoding):
+            shapes = decoding.batch.graph_shapes()
+            print(f"decode graphs: {shapes['captured']} captured, {shapes['eager']} eager shapes, "
+                  f"{decoding.batch.graph_fallbacks} eager steps")
+        print(f"Triton variants compiled: {warm_variants} at warm-up, {compiled_variants() - warm_variants} after")
         if device.type == "cuda":
             print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB allocated, "
                   f"{torch.cuda.max_memory_reserved() / 2**30:.2f} GiB reserved")

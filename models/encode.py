@@ -31,7 +31,7 @@ from models.arithmetic import always_prune_from, cap_indices, unpad_size
 from models.encoded import EncodedVideo
 from models.frames import Frame
 from models.model import LongVU
-from models.preprocess import DINO, SIGLIP, TowerPreprocess
+from models.preprocess import DINO, SIGLIP, TowerPreprocess, preprocess_on_device
 from models.tower_steps import FixedSteps, TowerSteps
 
 T = TypeVar("T")
@@ -111,18 +111,18 @@ class BatchEncoder:
     `device_step`, the towers in steps sized by `tower_steps`."""
 
     def __init__(self, model: LongVU, *, size_quirk: bool = True, device_step: DeviceStep | None = None,
-                 tower_steps: TowerSteps | None = None) -> None:
+                 tower_steps: TowerSteps | None = None, preprocess: str = "auto") -> None:
         self.model, self.size_quirk = model, size_quirk
         self.on_device: DeviceStep = device_step or (lambda work: work())
         self.steps: TowerSteps = tower_steps or FixedSteps()
         self.width = self.height = 0
         self.mask: torch.Tensor | None = None
-        # On a GPU the frames go up as uint8 and are preprocessed there, inside the device
-        # steps; on the CPU (PIL, the same bits) preprocessing stays on the calling thread.
-        self.on_cpu = model.device.type == "cpu"
+        # On the device the frames go up as uint8 and are preprocessed there, inside the
+        # device steps; on the host (PIL, the same bits) it stays on the calling thread.
+        self.on_host = not preprocess_on_device(preprocess, model.device)
 
     def _pixels(self, preprocess: TowerPreprocess, rgbs: list[np.ndarray]) -> Callable[[], torch.Tensor]:
-        if self.on_cpu:
+        if self.on_host:
             ready = preprocess(rgbs)
             return lambda: ready
         staged = preprocess.staged(rgbs)
@@ -207,13 +207,16 @@ def encode_video(
     progress: Callable[[float, int, int], None] | None = None,
     device_step: DeviceStep | None = None,
     tower_steps: TowerSteps | None = None,
+    preprocess: str = "auto",
 ) -> EncodedVideo:
     """`progress` is called after every DINO step with the presentation time reached, the
     frames through the towers and the frames under the DINO threshold so far.
     `device_step` runs each piece of model work (a server hands it to its device
     scheduler, so that questions interleave with a long ingest); by default, in place.
-    `tower_steps` sizes the tower steps (by default a fixed number of frames)."""
-    encoder = BatchEncoder(model, size_quirk=size_quirk, device_step=device_step, tower_steps=tower_steps)
+    `tower_steps` sizes the tower steps (by default a fixed number of frames). `preprocess`
+    is `LONGVU_PREPROCESS`: auto, host or device."""
+    encoder = BatchEncoder(model, size_quirk=size_quirk, device_step=device_step, tower_steps=tower_steps,
+                           preprocess=preprocess)
     prune_from = always_prune_from(model.config)
     held = _Spool()
     sampled = 0

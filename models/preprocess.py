@@ -133,6 +133,12 @@ def pad_to_square(batch: torch.Tensor, colour: tuple[int, int, int]) -> torch.Te
     return canvas
 
 
+def preprocess_on_device(choice: str, device: torch.device) -> bool:
+    """Whether `LONGVU_PREPROCESS` (auto, host or device) runs preprocessing on `device`:
+    auto does on a GPU (uint8 frames go up once), not on the CPU (PIL is faster there)."""
+    return choice == "device" or (choice == "auto" and device.type != "cpu")
+
+
 SIGLIP = TowerPreprocess(size=384, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 # DINOv2: shortest edge to 378 then a 378 centre crop, which on a square is one resize.
 DINO = TowerPreprocess(size=378, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))

@@ -282,7 +282,7 @@ class JobRunner:
             self.model, read_ahead(timed(), READ_AHEAD_BYTES), size_quirk=self.settings.size_quirk,
             duration_s=info.duration_s or None,
             progress=lambda pts, encoded, survived: progress.update(pts=pts, encoded=encoded, survived=survived),
-            device_step=device_step, tower_steps=self.tower_steps,
+            device_step=device_step, tower_steps=self.tower_steps, preprocess=self.settings.preprocess,
         )
         self.metrics.decode_time.observe(decode_s)
         return encoded

@@ -29,6 +29,9 @@ class Settings(BaseSettings):
                            description="where the demo checkpoint is generated")
     size_quirk: bool = Field(True, description="the reference's frame-size quirk (README, fidelity)")
     sampling: SamplingMode = Field("exact", description="1-fps rule: exact (each whole second) or reference")
+    preprocess: Literal["auto", "host", "device"] = Field(
+        "auto", description="where frames are padded, resized and normalised for the towers: auto (device on a "
+        "GPU, host on CPU), host (PIL; for GPUs with weak float64, such as L4 and A10) or device (the same bits)")
 
     # Answers. No LLM URL: decoded here, on our device.
     llm_url: str | None = Field(None, description="an OpenAI-compatible base URL ending in /v1 (e.g. vLLM "

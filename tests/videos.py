@@ -73,3 +73,30 @@ def png_bytes(width: int = 4, height: int = 4) -> bytes:
     rows = b"".join(b"\x00" + b"\x80\x40\x20" * width for _ in range(height))
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def write_ts_resolution_change(path: Path, seconds: int = 4, fps: int = 2,
+                               sizes: tuple[tuple[int, int], ...] = ((64, 48), (96, 64)), seed: int = 0) -> Path:
+    """An MPEG-TS recording whose resolution changes mid-stream: each size written by an
+    encoder of its own and the bytes concatenated, as a DVR splices broadcasts; timestamps
+    go on across the splice."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for k, (width, height) in enumerate(sizes):
+        part = path.with_suffix(f".part{k}.ts")
+        with av.open(str(part), "w", format="mpegts") as container:
+            stream = container.add_stream("libx264", rate=fps)
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            stream.options = {"bframes": "0"}  # pts = dts: the parts' timestamps do not overlap
+            for i in range(seconds * fps):
+                frame = av.VideoFrame.from_ndarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8),
+                                                   format="rgb24")
+                frame.pts = k * (seconds + 1) * fps + i  # the muxer starts the first part 1 s in
+                for packet in stream.encode(frame):
+                    container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
+        parts.append(part.read_bytes())
+        part.unlink()
+    path.write_bytes(b"".join(parts))
+    return path

@@ -12,6 +12,9 @@ demuxer, opened once and reused from run to run (FFmpeg's decoding and colour co
 release the GIL, so workers scale with cores). A run's frames wait for the consumer in a
 channel bounded in bytes, so memory stays bounded whatever the GOP length and resolution.
 When one worker would decode nearly every GOP anyway, one sequential pass is used.
+Every frame comes out at the first frame's size (the probed one), as live segments do:
+a recording whose resolution changes mid-stream (two encoders' MPEG-TS concatenated)
+still stacks into one batch.
 """
 
 from __future__ import annotations
@@ -86,7 +89,7 @@ def plan_runs(index: PacketIndex, targets: list[int]) -> list[Run]:
     last_gop = -2
     for target in targets:
         gop = bisect.bisect_right(index.keyframes, target) - 1
-        start = index.keyframes[gop] if gop >= 0 else None
+        start = index.keyframes[gop] if gop > 0 else None  # the first GOP: read from the start, no seek
         if runs and gop == last_gop:
             runs[-1].targets.append(target)
             continue
@@ -169,6 +172,7 @@ class Demuxer:
             container.seek(run.start, stream=stream, backward=True, any_frame=False)
         self.used = True
         want = set(run.targets)
+        order = iter(run.targets)
         last = run.targets[-1]
         for packet in container.demux(stream):
             if time.monotonic() > deadline:
@@ -178,8 +182,11 @@ class Demuxer:
                 continue
             for frame in codec.decode(packet if packet.size else None):
                 if frame.pts in want:
+                    if frame.pts != next(order):  # the seek landed past a sampled frame (a spliced MPEG-TS)
+                        raise DecodeError("a sampled frame came out of its run out of order")
                     want.discard(frame.pts)
-                    yield frame.pts, self.to_rgb.reformat(frame, format="rgb24", threads=1).to_ndarray()
+                    yield frame.pts, self.to_rgb.reformat(frame, format="rgb24", width=self.info.width,
+                                                          height=self.info.height, threads=1).to_ndarray()
                     if not want:
                         return
                 elif frame.pts is not None and frame.pts > last:
@@ -197,7 +204,7 @@ def decode_plain(path: Path, info: VideoInfo, targets: set[int], after: int | No
             if time.monotonic() > deadline:
                 raise DecodeTimeout("decoding took longer than the limit")
             if frame.pts in targets and (after is None or frame.pts > after):
-                yield frame.pts, frame.to_ndarray(format="rgb24")
+                yield frame.pts, frame.to_ndarray(format="rgb24", width=info.width, height=info.height)
 
 
 @dataclass

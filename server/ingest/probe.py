@@ -30,9 +30,15 @@ class VideoInfo:
     fps: float = 1.0  # the stream's average rate (the reference sampling steps by it)
 
 
+TS_PACKET, M2TS_PACKET = 188, 192  # MPEG-TS; Blu-ray/AVCHD's M2TS: a 4-byte timestamp before each packet
+
+
 def sniff(path: Path) -> str | None:
     with path.open("rb") as f:
-        head = f.read(16)
+        head = f.read(3 * M2TS_PACKET + 8)
+    for size, lead in ((TS_PACKET, 0), (M2TS_PACKET, 4)):  # three sync bytes in step
+        if len(head) >= 2 * size + lead + 1 and all(head[lead + k * size] == 0x47 for k in range(3)):
+            return "mpegts"
     if head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip"):
         return "mov"
     if head[:4] == b"\x1a\x45\xdf\xa3":
@@ -49,7 +55,7 @@ def open_video(path: Path, container: str) -> av.container.InputContainer:
 def probe(path: Path, settings: Settings) -> VideoInfo:
     container_name = sniff(path)
     if container_name is None:
-        raise NotAVideo("not a video in a supported container (MP4/MOV, Matroska/WebM, AVI)")
+        raise NotAVideo("not a video in a supported container (MP4/MOV, Matroska/WebM, AVI, MPEG-TS/M2TS)")
     try:
         with open_video(path, container_name) as container:
             if len(container.streams) > settings.max_streams:

@@ -99,7 +99,7 @@ class StreamRunner:
             return self.device_step(work)
 
         encoder = BatchEncoder(self.model, size_quirk=self.settings.size_quirk, device_step=device_step,
-                               tower_steps=self.tower_steps)
+                               tower_steps=self.tower_steps, preprocess=self.settings.preprocess)
         follower = Follower(stream_id, source, status, self.store, encoder, self.executor, self.metrics, lease,
                             self._lag)
         task = asyncio.create_task(self._run(follower))

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.preprocess import DINO, SIGLIP, pad_to_square
+from models.preprocess import DINO, SIGLIP, pad_to_square, preprocess_on_device
 
 
 def test_pad_to_square_centres_on_mean_colour() -> None:
@@ -47,3 +47,18 @@ def test_the_gpu_pixels_are_the_cpu_pixels() -> None:
     frames = [rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8) for _ in range(3)]
     for preprocess in (SIGLIP, DINO):
         assert torch.equal(preprocess(frames, torch.device("cuda")).cpu(), preprocess(frames))
+
+
+def test_the_device_path_runs_on_the_cpu_too() -> None:
+    """LONGVU_PREPROCESS=device on a CPU: staged and preprocessed with torch, PIL's bits."""
+    rng = np.random.default_rng(8)
+    frames = [rng.integers(0, 256, (45, 80, 3), dtype=np.uint8) for _ in range(3)]
+    for preprocess in (SIGLIP, DINO):
+        on_cpu = preprocess.on_device(preprocess.staged(frames), torch.device("cpu"))
+        assert torch.equal(on_cpu, preprocess(frames))
+
+
+def test_the_setting_picks_where_preprocessing_runs() -> None:
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert [preprocess_on_device(c, cpu) for c in ("auto", "host", "device")] == [False, False, True]
+    assert [preprocess_on_device(c, gpu) for c in ("auto", "host", "device")] == [True, False, True]
