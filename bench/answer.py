@@ -187,8 +187,8 @@ def rate(marks: list[tuple[float, int]], start: float, end: float) -> float:
 
 
 def during_ingest(engine: Engine, model: LongVU, metrics: Metrics, encoded: EncodedVideo, tokens: int,
-                  step_ms: float) -> None:
-    frames, marks = blocks(64), []  # type: ignore[var-annotated]
+                  step_ms: float, n_frames: int) -> None:
+    frames, marks = blocks(n_frames), []  # type: ignore[var-annotated]
     steps = TimedSteps(step_ms / 1000)  # as the server's jobs size their steps
     encode_video(model, frames[:16], device_step=engine.run_on_device, tower_steps=steps)  # warm, timed
     answer_alone = asyncio.run(ask_many(engine, metrics, encoded, 1, tokens))["per_stream"]
@@ -230,6 +230,7 @@ def main() -> None:
     parser.add_argument("--prefill-tokens", type=int, default=8192, help="LONGVU_PREFILL_TOKENS")
     parser.add_argument("--during-ingest", action="store_true", help="an answer and an ingest together")
     parser.add_argument("--ingest-step-ms", type=float, default=25.0, help="LONGVU_INGEST_STEP_MS")
+    parser.add_argument("--ingest-frames", type=int, default=64, help="720p frames an ingest pass takes")
     parser.add_argument("--cpu-threads", type=int, help="LONGVU_CPU_THREADS")
     parser.add_argument("--hf", action="store_true", help="transformers' generate() beside each row")
     parser.add_argument("--llm-url", help="answers from this OpenAI-compatible server (vLLM), as LONGVU_LLM_URL")
@@ -264,7 +265,7 @@ def main() -> None:
     encoded = hour_of_video(model, args.frames)
     try:
         if args.during_ingest:
-            during_ingest(engine, model, metrics, encoded, args.tokens, args.ingest_step_ms)
+            during_ingest(engine, model, metrics, encoded, args.tokens, args.ingest_step_ms, args.ingest_frames)
             return
         first = asyncio.run(ask_many(engine, metrics, encoded, 1, args.tokens))
         print(f"first question after start-up: TTFT {first['ttft_p50'] * 1e3:.0f} ms, "

@@ -119,7 +119,7 @@ def main() -> None:
         counts, limits = ("1", "2"), (600, 600, 600, 900)
         small = ["--layers", "1", "--frames", "8", "--tokens", "4"]
         answers_cmd = [*small, "--concurrency", *counts]
-        shared_cmd = ["--layers", "1", "--during-ingest", "--tokens", "48"]
+        shared_cmd = ["--layers", "1", "--frames", "8", "--during-ingest", "--tokens", "16", "--ingest-frames", "16"]
         ingest_cmd = ["--layers", "1", "--minutes", "0.25", "--memory-minutes", "0.05", "--clip-seconds", "15", "3"]
         env = {}
     else:

@@ -125,8 +125,14 @@ class BatchEncoder:
         if self.on_host:
             ready = preprocess(rgbs)
             return lambda: ready
-        staged = preprocess.staged(rgbs)
-        return lambda: preprocess.on_device(staged, self.model.device)
+        staged = self.model.staging.stage(rgbs)
+
+        def upload() -> torch.Tensor:
+            try:
+                return preprocess.on_device(staged.tensor, self.model.device)
+            finally:
+                staged.done()
+        return upload
 
     def _spans(self, tower: str, n: int) -> Iterator[range]:
         start = 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -23,6 +23,7 @@ from models.config import LongVUConfig
 from models.connector import Connector
 from models.prompt import stop_token_ids
 from models.sampling import GenerationDefaults
+from models.staging import StagingPool
 from models.towers import DEFAULT_DINO, DEFAULT_SIGLIP, VisionTowers
 
 CONNECTOR_PREFIX = "model."
@@ -45,6 +46,7 @@ class LongVU:
     fingerprint: str
     stop_ids: frozenset[int]  # end-of-turn tokens; read once, the vocabulary is large
     generation: GenerationDefaults  # the checkpoint's generation_config.json
+    staging: StagingPool = field(default_factory=StagingPool)  # host blocks for frame uploads
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         return self.llm.get_input_embeddings()(ids.to(self.device))

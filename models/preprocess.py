@@ -40,17 +40,11 @@ class TowerPreprocess:
         if device is None or device.type == "cpu":
             resized = torch.from_numpy(np.stack([self.resize(frame) for frame in frames])).permute(0, 3, 1, 2)
             return self.normalise(resized)
-        return self.on_device(self.staged(frames), device)
-
-    @staticmethod
-    def staged(frames: list[np.ndarray]) -> torch.Tensor:
-        """The host's part of the device path: [B, H, W, 3] uint8 in one block, pinned where a
-        GPU is (a caller does it on its own thread, not the device's)."""
-        batch = torch.from_numpy(np.stack(frames))
-        return batch.pin_memory() if torch.cuda.is_available() else batch
+        return self.on_device(torch.from_numpy(np.stack(frames)), device)
 
     def on_device(self, staged: torch.Tensor, device: torch.device) -> torch.Tensor:
-        """The device's part: upload, resize and normalise `staged` frames."""
+        """The device's part: upload, resize and normalise [B, H, W, 3] uint8 frames, stacked
+        on the host (`models.staging`, on the ingest's thread, not the device's)."""
         return self.normalise(self.resize_on(staged.to(device, non_blocking=True).permute(0, 3, 1, 2)))
 
     def normalise(self, resized: torch.Tensor) -> torch.Tensor:

@@ -84,6 +84,11 @@ class Metrics:
         self.stream_lag = Gauge("longvu_stream_lag_seconds", "The most stream seconds a live stream followed here "
                                 "has made available and not yet encoded (the partial DINO window included)",
                                 registry=r)
+        self.staging_bytes = Gauge("longvu_staging_bytes", "Host memory held for staging frame uploads "
+                                   "(page-locked on a GPU; bounded)", registry=r)
+        self.staging_pageable_steps = Gauge(
+            "longvu_staging_pageable_steps", "Tower steps since start-up whose frames were staged in pageable "
+            "memory (the staging pool was full: slower uploads)", registry=r)
         self.gpu_memory = Gauge(
             "longvu_gpu_memory_bytes", "GPU memory held by the model process", ["kind"], registry=r
         )

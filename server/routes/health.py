@@ -39,4 +39,7 @@ async def metrics(svc: Services = Depends(services)) -> Response:
     if svc.model.device.type == "cuda":
         svc.metrics.gpu_memory.labels("allocated").set(torch.cuda.memory_allocated(svc.model.device))
         svc.metrics.gpu_memory.labels("reserved").set(torch.cuda.memory_reserved(svc.model.device))
+    staging = svc.model.staging
+    svc.metrics.staging_bytes.set(staging.held_bytes)
+    svc.metrics.staging_pageable_steps.set(staging.pageable_steps)
     return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from models.preprocess import DINO, SIGLIP, pad_to_square, preprocess_on_device
+from models.staging import StagingPool
 
 
 def test_pad_to_square_centres_on_mean_colour() -> None:
@@ -54,7 +55,7 @@ def test_the_device_path_runs_on_the_cpu_too() -> None:
     rng = np.random.default_rng(8)
     frames = [rng.integers(0, 256, (45, 80, 3), dtype=np.uint8) for _ in range(3)]
     for preprocess in (SIGLIP, DINO):
-        on_cpu = preprocess.on_device(preprocess.staged(frames), torch.device("cpu"))
+        on_cpu = preprocess.on_device(StagingPool(pin=False).stage(frames).tensor, torch.device("cpu"))
         assert torch.equal(on_cpu, preprocess(frames))
 
 
