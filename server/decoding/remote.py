@@ -168,8 +168,8 @@ class RemoteDecoding:
                     if token not in stop_ids:
                         ask.on_token(token)
                 finish = choice.get("finish_reason") or finish
-        if finish is None:
-            raise UpstreamError("the stream ended without a finish reason")
+        if finish not in ("stop", "length"):  # vLLM says "abort" or "error" when its engine dies under a request
+            raise UpstreamError(f"the stream ended with finish reason {finish!r}")
         return finish
 
     async def _models(self, timeout: Any = httpx.USE_CLIENT_DEFAULT) -> list[str]:
