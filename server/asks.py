@@ -43,6 +43,7 @@ class Ask:
     last_token_at: float = 0.0
     closed: bool = False
     abort: Callable[[], object] | None = None  # set by a decoding whose answers run elsewhere
+    on_end: Callable[[], None] | None = None  # called once with the terminal event (a tenant's count)
 
 
     def __post_init__(self) -> None:
@@ -64,6 +65,8 @@ class Ask:
             return
         self.closed = True
         self.metrics.asks_open.dec()
+        if self.on_end is not None:
+            self.on_end()
         self._emit(kind, payload)
 
     # The worker thread's side.

@@ -23,6 +23,7 @@ from server.jobs import JobRunner
 from server.live.runner import StreamRunner
 from server.metrics import Metrics
 from server.settings import Settings
+from server.tenant_limits import TenantLimits
 
 log = logging.getLogger("longvu")
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
@@ -38,6 +39,7 @@ class Services:
     engine: Engine
     hot: HotVideos
     streams: StreamRunner
+    tenant_limits: TenantLimits
     started_at: float = field(default_factory=time.time)
     draining: bool = False  # SIGTERM received: readiness 503, new work refused
 
@@ -107,4 +109,5 @@ def build_services(settings: Settings) -> Services:
     jobs = JobRunner(model, store, settings, metrics, engine.run_on_device)
     # Live streams' tower steps are sized by the same timings as the uploads'.
     streams = StreamRunner(model, store, settings, metrics, engine.run_on_device, jobs.tower_steps)
-    return Services(settings, model, store, jobs, metrics, engine, HotVideos(settings.hot_cache_bytes), streams)
+    limits = TenantLimits(settings.tenant_max_running, settings.tenant_max_jobs)
+    return Services(settings, model, store, jobs, metrics, engine, HotVideos(settings.hot_cache_bytes), streams, limits)

@@ -5,6 +5,7 @@ knows the services, never the request or response shapes of one API."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,19 +25,23 @@ from server.ingest.probe import probe
 from server.live.windows import read_stream
 from server.schemas import Answer
 from server.services import Services
+from server.tenants import scoped
 
 
-async def ingest(svc: Services, received: Received) -> tuple[dict, bool]:
-    """Start processing a received video, or find it cached or in progress (here or on
-    another replica). Returns its status and whether it is ready. The file is always
-    consumed: handed to a job or removed."""
+async def ingest(svc: Services, received: Received, tenant: str) -> tuple[dict, bool]:
+    """Start processing a received video in `tenant`'s namespace, or find it cached or in
+    progress there (here or on another replica). Returns its status (its scoped id) and
+    whether it is ready. The file is always consumed: handed to a job or removed."""
     started = False
+    received = dataclasses.replace(received, video_id=scoped(tenant, received.video_id))
     try:
         if await svc.store.has_tokens(received.video_id):
             svc.metrics.cache_hits.labels("ingest").inc()
             status = await svc.jobs.status(received.video_id)
             return status or {"id": received.video_id, "status": "ready", "progress": 1.0}, True
         svc.metrics.cache_misses.labels("ingest").inc()
+        if received.video_id not in svc.jobs.jobs:
+            svc.tenant_limits.check_jobs(tenant, svc.jobs.jobs)
         info = await run_in_threadpool(probe, received.path, svc.settings)
         status = await svc.jobs.start(received, info)
         started = status is not None
@@ -132,11 +137,12 @@ async def check_prompt(svc: Services, question: str | Conversation) -> None:
 
 
 def start_ask(svc: Services, encoded: EncodedVideo, question: str | Conversation, params: SamplingParams,
-              received_at: float, cache_load_s: float) -> Ask:
+              received_at: float, cache_load_s: float, tenant: str) -> Ask:
     unavailable = svc.engine.decoding.unavailable
     if unavailable is not None:
         raise ApiError(503, "llm_unavailable", unavailable, {"Retry-After": RETRY_LLM_S})
-    ask = Ask(encoded, question, params, svc.metrics, asyncio.get_running_loop(), received_at)
+    end = svc.tenant_limits.answer_started(tenant)
+    ask = Ask(encoded, question, params, svc.metrics, asyncio.get_running_loop(), received_at, on_end=end)
     ask.timings["cache_load_s"] = cache_load_s
     svc.metrics.cache_load.observe(cache_load_s)
     try:

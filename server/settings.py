@@ -85,7 +85,7 @@ class Settings(BaseSettings):
                                             "srt:// streams may come from (none: those schemes are refused)")
     stream_max_retention_s: float = Field(86400.0, gt=0, description="the longest retention_s a stream may ask for")
     stream_poll_s: float = Field(1.0, gt=0, description="the most time between reloads of a live playlist (half "
-                                 "its target duration when that is shorter)")
+                                 "its target duration when that is shorter; never under 0.5 s)")
     stream_gone_s: float = Field(30.0, gt=0, description="how long a stream may fail or stall before it is "
                                  "`failed`")
 
@@ -116,7 +116,12 @@ class Settings(BaseSettings):
                                       "ingest (504 after)")
 
     # Every endpoint but /healthz, /readyz, /metrics and the page needs one of these as a Bearer token.
-    api_keys: CommaList = Field([], description="comma-separated keys for Authorization: Bearer (none: open)")
+    api_keys: CommaList = Field([], description="comma-separated keys for Authorization: Bearer (none: open); "
+                                "`tenant:key` puts the key's videos and streams in that tenant's namespace")
+    tenant_max_running: int | None = Field(None, ge=1, description="answers (waiting or running) one tenant may "
+                                           "have at once in this process (429 beyond; none: no limit)")
+    tenant_max_jobs: int | None = Field(None, ge=1, description="ingest jobs one tenant may have at once in this "
+                                        "process (429 beyond; none: no limit)")
 
     @field_validator("url_allowed_hosts", "stream_allowed_hosts", "api_keys", mode="before")
     @classmethod

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections import OrderedDict
+
+from server.cache.store import status_json
 
 
 class MemoryStore:
@@ -58,7 +61,7 @@ class MemoryStore:
     async def put_status(self, video_id: str, status: dict, owner: str) -> bool:
         if not self._holds(video_id, owner):
             return False
-        self._status[video_id] = (dict(status), time.monotonic() + self.ttl_s)
+        self._status[video_id] = (json.loads(status_json(status)), time.monotonic() + self.ttl_s)  # as Redis keeps it
         return True
 
     def _holds(self, video_id: str, owner: str) -> bool:

@@ -14,7 +14,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisClusterException, RedisError
 from redis.retry import Retry
 
-from server.cache.store import Keys
+from server.cache.store import Keys, status_json
 from server.errors import CacheUnavailable
 
 T = TypeVar("T")
@@ -81,7 +81,7 @@ class RedisStore:
     async def put_status(self, video_id: str, status: dict, owner: str) -> bool:
         keys = self.keys
         done = await self._call(self.client.eval(
-            _PUT_STATUS, 2, keys.lease(video_id), keys.status(video_id), owner, json.dumps(status), self.ttl_s))
+            _PUT_STATUS, 2, keys.lease(video_id), keys.status(video_id), owner, status_json(status), self.ttl_s))
         return bool(done)
 
     async def delete(self, video_id: str) -> bool:
@@ -118,7 +118,7 @@ class RedisStore:
         keys = self.keys
         done = await self._call(self.client.eval(
             _FINISH, 3, keys.lease(video_id), keys.tokens(video_id), keys.status(video_id),
-            owner, tokens, json.dumps(status), self.ttl_s))
+            owner, tokens, status_json(status), self.ttl_s))
         return bool(done)
 
     async def update_windows(self, video_id: str, owner: str, add: dict[str, bytes], drop: list[str],
@@ -127,7 +127,7 @@ class RedisStore:
         added = [item for pair in add.items() for item in pair]
         done = await self._call(self.client.eval(
             _UPDATE_WINDOWS, 3, keys.lease(video_id), keys.windows(video_id), keys.status(video_id),
-            owner, json.dumps(status), self.ttl_s, len(add), *added, *drop))
+            owner, status_json(status), self.ttl_s, len(add), *added, *drop))
         return bool(done)
 
     async def get_windows(self, video_id: str, windows: list[str]) -> list[bytes | None]:

@@ -10,13 +10,48 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import math
 from typing import Protocol
 
 from models.encoded import SCHEMA_VERSION
 
+log = logging.getLogger("longvu.cache")
+
 
 def pipeline_fingerprint(**settings: object) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def status_json(status: dict) -> str:
+    """A status as strict JSON, whatever numbers went into it: a non-finite float (which
+    `json.dumps` would write as `Infinity`, and no JSON reader takes back) is written as null
+    and logged. Sources are bounded where they are read; this is the last line."""
+    try:
+        return json.dumps(status, allow_nan=False)
+    except ValueError:
+        log.error("a status held non-finite numbers (written as null): %s", sorted(_non_finite(status)))
+        return json.dumps(_finite(status), allow_nan=False)
+
+
+def _finite(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _non_finite(value: object, path: str = "") -> list[str]:
+    if isinstance(value, float) and not math.isfinite(value):
+        return [path]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _non_finite(v, f"{path}.{k}" if path else str(k))]
+    if isinstance(value, list | tuple):
+        return [p for i, v in enumerate(value) for p in _non_finite(v, f"{path}[{i}]")]
+    return []
 
 
 KEY_SCHEMA = 2  # 2: the video id as a hash tag, `{id}`, before the kind of key

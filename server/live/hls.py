@@ -71,7 +71,7 @@ class HlsSource:
             self.next_sequence = media.segments[0].sequence if media.segments else 0
         elif media.segments and media.segments[-1].sequence > self.next_sequence:
             skipped = media.segments[-1].sequence - self.next_sequence
-            self.clock_s += skipped * media.target_duration_s  # the takeover's gap, as the playlist paces it
+            self.clock_s += playlist.gap_s(skipped, media.target_duration_s)  # the takeover's gap, bounded
             self.next_sequence = media.segments[-1].sequence
 
     async def pieces(self) -> AsyncIterator[Piece]:
@@ -92,7 +92,10 @@ class HlsSource:
                 last_new = time.monotonic()
             elif time.monotonic() - last_new > self.settings.stream_gone_s:
                 raise StreamGone(f"no new segment for {self.settings.stream_gone_s:.0f} s")
-            await asyncio.sleep(min(media.target_duration_s / 2, self.settings.stream_poll_s))
+            # Half a target duration, at most LONGVU_STREAM_POLL_S, never under half a second:
+            # no playlist makes us poll its host in a loop.
+            await asyncio.sleep(max(playlist.MIN_RELOAD_S, min(media.target_duration_s / 2,
+                                                               self.settings.stream_poll_s)))
             media = await self._reload(last_new)
 
     async def _reload(self, last_new: float) -> playlist.MediaPlaylist:
@@ -106,14 +109,14 @@ class HlsSource:
                     raise StreamGone(f"the playlist could not be fetched for {self.settings.stream_gone_s:.0f} s "
                                      f"({exc})") from exc
                 log.info("live playlist %s: %s; trying again", self.media_url, exc)
-                await asyncio.sleep(self.settings.stream_poll_s)
+                await asyncio.sleep(max(playlist.MIN_RELOAD_S, self.settings.stream_poll_s))
 
     async def _segment(self, segment: playlist.Segment, media: playlist.MediaPlaylist) -> list[Frame] | None:
         """One segment's frames; a segment that cannot be fetched after a few tries is a gap."""
         if segment.sequence > self.next_sequence:  # type: ignore[operator]
             missed = segment.sequence - self.next_sequence  # type: ignore[operator]
             log.warning("live playlist %s: %d segments missed", self.media_url, missed)
-            self.clock_s += missed * media.target_duration_s
+            self.clock_s += playlist.gap_s(missed, media.target_duration_s)  # a leap is a gap of bounded length
         start = self.clock_s
         self.next_sequence, self.clock_s = segment.sequence + 1, start + segment.duration_s
         for attempt in range(SEGMENT_TRIES):

@@ -28,6 +28,8 @@ from server.live.open_source import open_source
 from server.live.source import LiveSource, Resume
 from server.metrics import Metrics
 from server.settings import Settings
+from server.tenants import DEFAULT as DEFAULT_TENANT
+from server.tenants import scoped
 
 log = logging.getLogger("longvu.live")
 T = TypeVar("T")
@@ -59,8 +61,9 @@ class StreamRunner:
     def _room(self) -> bool:
         return len(self.followed) < self.settings.max_streams_live
 
-    async def start(self, url: str, retention_s: float) -> dict:
-        """A new stream followed from its start; the URL's errors come back at once."""
+    async def start(self, url: str, retention_s: float, tenant: str = DEFAULT_TENANT) -> dict:
+        """A new stream followed from its start, in `tenant`'s namespace; the URL's errors
+        come back at once."""
         if not self._room():
             self.metrics.rejected.labels("streams_full").inc()
             raise ApiError(503, "busy", f"this server follows {self.settings.max_streams_live} live streams "
@@ -71,7 +74,7 @@ class StreamRunner:
         except BaseException:
             await source.aclose()
             raise
-        stream_id = secrets.token_hex(32)  # random: the same URL twice is two streams
+        stream_id = scoped(tenant, secrets.token_hex(32))  # random: the same URL twice is two streams
         lease = f"{self.owner}/{uuid.uuid4().hex[:12]}"
         now = time.time()
         status = {

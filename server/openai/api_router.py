@@ -9,6 +9,7 @@ from server.openai.protocol import ChatCompletion, ChatCompletionRequest, ModelL
 from server.routes.deps import services
 from server.routes.json_body import json_body, openapi_body
 from server.services import Services
+from server.tenants import request_tenant
 
 router = APIRouter(prefix="/v1")
 
@@ -23,5 +24,5 @@ async def models(svc: Services = Depends(services)) -> ModelList:
           "events, then `data: [DONE]`"}}, openapi_extra=openapi_body(ChatCompletionRequest))
 async def chat_completions(request: Request,  # type: ignore[no-untyped-def]
                            body: ChatCompletionRequest = Depends(json_body(ChatCompletionRequest)),
-                           svc: Services = Depends(services)):
-    return await serving.create_chat_completion(svc, body, request)
+                           svc: Services = Depends(services), tenant: str = Depends(request_tenant)):
+    return await serving.create_chat_completion(svc, body, request, tenant)

@@ -37,6 +37,7 @@ from server.openai.protocol import (
     completion_id,
 )
 from server.routes.videos import check_id
+from server.tenants import public
 from server.schemas import Answer
 from server.services import Services
 from server.serving import (
@@ -90,21 +91,21 @@ def parse_messages(messages: list[ChatMessage]) -> Chat:
     return Chat(turns, video)
 
 
-async def resolve_video(svc: Services, url: str) -> tuple[str, bool]:
-    """The video's id and whether it is ready: an uploaded one by id, or a new one taken in
-    through the same intake, guard and limits as POST /videos."""
+async def resolve_video(svc: Services, url: str, tenant: str) -> tuple[str, bool]:
+    """The video's scoped id and whether it is ready: an uploaded one by id, or a new one
+    taken in through the same intake, guard and limits as POST /videos."""
     if url.startswith(LONGVU_SCHEME):
-        video_id = check_id(url[len(LONGVU_SCHEME):])
+        video_id = check_id(url[len(LONGVU_SCHEME):], tenant)
         status = await svc.jobs.status(video_id)
         if status is None:
-            raise ApiError(404, "not_found", f"no video {video_id}; upload it first")
+            raise ApiError(404, "not_found", f"no video {public(video_id)}; upload it first")
         return video_id, status["status"] in ANSWERABLE
     if url.startswith("data:"):
         received = await run_in_threadpool(receive_data_url, url, svc.settings)
     else:
         received = await fetch_url(url, svc.settings)
-    _, ready = await ingest(svc, received)
-    return received.video_id, ready
+    status, ready = await ingest(svc, received, tenant)
+    return status["id"], ready
 
 
 class StopText:
@@ -163,7 +164,8 @@ async def answer_text(ask: Ask, stops: StopText) -> AsyncIterator[str | Ending]:
             raise engine_error(payload)
 
 
-async def create_chat_completion(svc: Services, body: ChatCompletionRequest, request: Request):  # type: ignore[no-untyped-def]
+async def create_chat_completion(svc: Services, body: ChatCompletionRequest, request: Request,  # type: ignore[no-untyped-def]
+                                 tenant: str):
     received_at = time.perf_counter()
     name = served_model_name(svc.settings)
     if body.model != name:
@@ -173,12 +175,12 @@ async def create_chat_completion(svc: Services, body: ChatCompletionRequest, req
     await check_prompt(svc, chat.turns)
     params = svc.model.generation.params(max_new, body.temperature, body.top_p, body.top_k,
                                         body.repetition_penalty, body.seed, body.ignore_eos)
-    video_id, ready = await resolve_video(svc, chat.video_url)
+    video_id, ready = await resolve_video(svc, chat.video_url, tenant)
 
     async def begin() -> Ask:
         loading = time.perf_counter()
         encoded = time_range(await load_encoded(svc, video_id), body.start_s, body.end_s, body.last_s)
-        return start_ask(svc, encoded, chat.turns, params, received_at, time.perf_counter() - loading)
+        return start_ask(svc, encoded, chat.turns, params, received_at, time.perf_counter() - loading, tenant)
 
     if not body.stream:
         async for _ in until_ready(svc, video_id, svc.settings.chat_ingest_wait_s):

@@ -16,6 +16,7 @@ from server.routes.json_body import json_body, openapi_body
 from server.routes.videos import check_id
 from server.schemas import Answer, AskRequest, ErrorBody
 from server.services import Services
+from server.tenants import request_tenant
 from server.serving import check_prompt, load_encoded, start_ask, time_range, whole_answer
 
 router = APIRouter()
@@ -47,14 +48,15 @@ def _json(payload: object) -> str:
     **{status: {"model": ErrorBody} for status in (401, 404, 409, 413, 415, 422, 429, 500, 503)}},
     openapi_extra=openapi_body(AskRequest))
 async def ask_video(video_id: str, request: Request,  # type: ignore[no-untyped-def]
-                    body: AskRequest = Depends(json_body(AskRequest)), svc: Services = Depends(services)):
+                    body: AskRequest = Depends(json_body(AskRequest)), svc: Services = Depends(services),
+                    tenant: str = Depends(request_tenant)):
     received_at = time.perf_counter()
     await check_prompt(svc, body.question)
     loading = time.perf_counter()
-    encoded = time_range(await load_encoded(svc, check_id(video_id)), body.start_s, body.end_s, body.last_s)
+    encoded = time_range(await load_encoded(svc, check_id(video_id, tenant)), body.start_s, body.end_s, body.last_s)
     params = svc.model.generation.params(body.max_new_tokens, body.temperature, body.top_p, body.top_k,
                                         body.repetition_penalty, body.seed, body.ignore_eos)
-    ask = start_ask(svc, encoded, body.question, params, received_at, time.perf_counter() - loading)
+    ask = start_ask(svc, encoded, body.question, params, received_at, time.perf_counter() - loading, tenant)
     if body.stream:
         return EventSourceResponse(sse(ask, svc.settings.sse_ping_s), headers={"Cache-Control": "no-cache"})
     return await whole_answer(ask, request)

@@ -16,9 +16,10 @@ from fastapi.sse import KEEPALIVE_COMMENT, EventSourceResponse, format_sse_event
 
 from server.errors import ApiError, CacheUnavailable, ShuttingDown
 from server.routes.deps import services
-from server.routes.videos import check_id
+from server.routes.videos import check_id, public_status
 from server.schemas import VideoStatus
 from server.services import Services
+from server.tenants import public, request_tenant
 
 router = APIRouter()
 POLL_S = 0.25
@@ -32,11 +33,11 @@ async def status_events(svc: Services, video_id: str, status: dict | None) -> As
     last, quiet = "", 0.0
     while True:
         if status is None:
-            yield format_sse_event(data_str=VideoStatus(id=video_id, status="failed", error_code="deleted",
+            yield format_sse_event(data_str=VideoStatus(id=public(video_id), status="failed", error_code="deleted",
                                                         error="the video was deleted").model_dump_json(
                 exclude_none=True), event="failed")
             return
-        body = VideoStatus(**status).model_dump_json(exclude_none=True)
+        body = public_status(status).model_dump_json(exclude_none=True)
         kind = status["status"] if status["status"] in ("ready", "failed") else "progress"
         if body != last:
             yield format_sse_event(data_str=body, event=kind)
@@ -60,8 +61,10 @@ async def status_events(svc: Services, video_id: str, status: dict | None) -> As
 
 @router.get("/videos/{video_id}/events", responses={200: {"content": {"text/event-stream": {}}, "description":
             "`progress` events (a video status: stage, frames, seconds done, ETA), then one `ready` or `failed`"}})
-async def video_events(video_id: str, svc: Services = Depends(services)) -> EventSourceResponse:
-    status = await svc.jobs.status(check_id(video_id))
+async def video_events(video_id: str, svc: Services = Depends(services),
+                       tenant: str = Depends(request_tenant)) -> EventSourceResponse:
+    video_id = check_id(video_id, tenant)
+    status = await svc.jobs.status(video_id)
     if status is None:
         raise ApiError(404, "not_found", "no such video")
     return EventSourceResponse(status_events(svc, video_id, status), headers={"Cache-Control": "no-cache"})

@@ -12,6 +12,7 @@ from server.routes.json_body import json_body, openapi_body
 from server.routes.videos import status_response
 from server.schemas import ErrorBody, StreamRequest, VideoStatus
 from server.services import Services
+from server.tenants import request_tenant
 
 router = APIRouter()
 
@@ -19,14 +20,14 @@ router = APIRouter()
 @router.post("/streams", status_code=202, response_model=VideoStatus, responses={
     **{status: {"model": ErrorBody} for status in (401, 413, 415, 422, 503)}}, openapi_extra=openapi_body(StreamRequest))
 async def create_stream(body: StreamRequest = Depends(json_body(StreamRequest)),
-                        svc: Services = Depends(services)) -> JSONResponse:
+                        svc: Services = Depends(services), tenant: str = Depends(request_tenant)) -> JSONResponse:
     if svc.draining:
         raise ShuttingDown()
     if body.retention_s > svc.settings.stream_max_retention_s:
         raise ApiError(422, "invalid_request", f"retention_s is at most {svc.settings.stream_max_retention_s:.0f} "
                        "(LONGVU_STREAM_MAX_RETENTION_S)", param="retention_s")
     try:
-        status = await svc.streams.start(body.url, body.retention_s)
+        status = await svc.streams.start(body.url, body.retention_s, tenant)
     except IngestError as exc:  # the URL's errors: name the field
         error = as_api_error(exc)
         raise ApiError(error.status, error.code, error.message, error.headers, param="url") from exc

@@ -14,21 +14,27 @@ from server.routes.deps import services
 from server.schemas import VideoStatus, VideoUrl
 from server.services import Services
 from server.serving import ingest
+from server.tenants import public, request_tenant, scoped
 
 router = APIRouter()
 VIDEO_ID = re.compile(r"[0-9a-f]{64}")
 MAX_JSON_BODY = 16 * 1024
 
 
-def check_id(video_id: str) -> str:
+def check_id(video_id: str, tenant: str) -> str:
+    """The caller's scoped id for a public one (`server.tenants`); a malformed id is a 404."""
     if not VIDEO_ID.fullmatch(video_id):  # fullmatch: `$` would let a final newline through
         raise ApiError(404, "not_found", "no such video")
-    return video_id
+    return scoped(tenant, video_id)
+
+
+def public_status(status: dict) -> VideoStatus:
+    return VideoStatus(**dict(status, id=public(status["id"])))
 
 
 def status_response(status: dict, code: int) -> JSONResponse:
-    body = VideoStatus(**status).model_dump(exclude_none=True)
-    return JSONResponse(body, status_code=code, headers={"Location": f"/videos/{status['id']}"})
+    body = public_status(status).model_dump(exclude_none=True)
+    return JSONResponse(body, status_code=code, headers={"Location": f"/videos/{body['id']}"})
 
 
 async def read_url(request: Request) -> str:
@@ -50,22 +56,26 @@ async def receive(request: Request, svc: Services) -> Received:
 
 
 @router.post("/videos")
-async def create_video(request: Request, svc: Services = Depends(services)) -> JSONResponse:
-    status, ready = await ingest(svc, await receive(request, svc))
+async def create_video(request: Request, svc: Services = Depends(services),
+                       tenant: str = Depends(request_tenant)) -> JSONResponse:
+    status, ready = await ingest(svc, await receive(request, svc), tenant)
     return status_response(status, 200 if ready else 202)
 
 
 @router.get("/videos/{video_id}")
-async def get_video(video_id: str, svc: Services = Depends(services)) -> JSONResponse:
-    status = await svc.jobs.status(check_id(video_id))
+async def get_video(video_id: str, svc: Services = Depends(services),
+                    tenant: str = Depends(request_tenant)) -> JSONResponse:
+    status = await svc.jobs.status(check_id(video_id, tenant))
     if status is None:
         raise ApiError(404, "not_found", "no such video")
     return status_response(status, 200)
 
 
 @router.delete("/videos/{video_id}", status_code=204)
-async def delete_video(video_id: str, svc: Services = Depends(services)) -> Response:
-    svc.hot.discard(check_id(video_id))
+async def delete_video(video_id: str, svc: Services = Depends(services),
+                       tenant: str = Depends(request_tenant)) -> Response:
+    video_id = check_id(video_id, tenant)
+    svc.hot.discard(video_id)
     svc.jobs.cancel(video_id)  # a job or follower elsewhere stops too: its lease is deleted with the video
     svc.streams.stop(video_id)
     if not await svc.store.delete(video_id):

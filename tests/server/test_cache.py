@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -241,5 +242,23 @@ def test_a_streams_windows(kind: str, request: pytest.FixtureRequest) -> None:
         assert await store.get_windows(stream, ["w1", "w2"]) == [None, None] and not await store.has_tokens(stream)
         assert stream not in await store.streams()
         assert not await store.update_windows(stream, "f", {"w4": b"x"}, [], live)  # a DELETE sticks
+
+    run_on(make_store(kind, request), scenario)
+
+
+@pytest.mark.parametrize("kind", STORES)
+def test_every_store_writes_a_status_as_json(kind: str, request: pytest.FixtureRequest) -> None:
+    """Whatever numbers a status holds (a hostile source's inf or NaN), every store writes
+    it as JSON and it reads back, the non-finite numbers as null."""
+    video = "f" * 64
+    status = {"id": video, "status": "live", "seconds_live": math.inf, "lag_s": math.nan,
+              "resume": {"clock_s": -math.inf, "sampled": 3}, "progress": 0.5}
+
+    async def scenario(store: Store) -> None:
+        assert await store.acquire_lease(video, "me", 30)
+        assert await store.put_status(video, status, "me")
+        back = await store.get_status(video)
+        assert back == {**status, "seconds_live": None, "lag_s": None, "resume": {"clock_s": None, "sampled": 3}}
+        assert await store.delete(video)
 
     run_on(make_store(kind, request), scenario)

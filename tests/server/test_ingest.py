@@ -119,10 +119,10 @@ def test_an_id_is_exactly_64_hex_digits() -> None:
     from server.errors import ApiError
     from server.routes.videos import check_id
 
-    assert check_id("a" * 64) == "a" * 64
+    assert check_id("a" * 64, "") == "a" * 64 and check_id("a" * 64, "team") == "team~" + "a" * 64
     for bad in ("a" * 64 + "\n", "\n" + "a" * 64, "a" * 63, "A" * 64):
         with pytest.raises(ApiError):
-            check_id(bad)
+            check_id(bad, "")
 
 
 def test_unknown_and_malformed_ids_are_404(app_server: ServerThread) -> None:

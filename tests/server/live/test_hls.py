@@ -4,6 +4,7 @@ across discontinuities and gaps, MPEG-TS and fMP4, and the address policy on seg
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 
@@ -127,3 +128,26 @@ def test_a_takeover_starts_at_the_live_edge(hls_server: HlsServer) -> None:
     source = HlsSource(url, Settings(url_allow_private=True), Resume(clock_s=4.0, frames_sampled=4, position=1))
     assert follow_all(source) == [16.0, 17.0, 18.0, 19.0]
     assert source.frames.sampled == 8 and source.resume_point() == Resume(20.0, 8, 5)
+
+
+@pytest.mark.parametrize(("extinf", "why"), [("inf", "inf"), ("nan", "nan"), ("1e308", "1e+308"), ("0", "0.0"),
+                                             ("-1", "-1.0"), ("60.5", "60.5")])
+def test_a_segment_duration_is_finite_positive_and_bounded(extinf: str, why: str) -> None:
+    text = f"#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXTINF:6,\na.ts\n#EXTINF:{extinf},\nb.ts\n"
+    with pytest.raises(BadPlaylist, match=re.escape(f"#EXTINF duration {why} is not above 0 and at most 60 s")):
+        playlist.media(playlist.parse(text, "https://cdn.example/x.m3u8"))
+
+
+def test_the_target_duration_is_at_least_a_second() -> None:
+    zero = playlist.media(playlist.parse("#EXTM3U\n#EXT-X-TARGETDURATION:0\n#EXTINF:1,\na.ts\n", "https://c.example/x"))
+    assert zero.target_duration_s == 1.0
+    none = playlist.media(playlist.parse("#EXTM3U\n#EXTINF:3.5,\na.ts\n#EXTINF:2,\nb.ts\n", "https://c.example/x"))
+    assert none.target_duration_s == 3.5  # the longest segment's, as players take it
+    with pytest.raises(BadPlaylist, match="TARGETDURATION"):
+        playlist.media(playlist.parse("#EXTM3U\n#EXT-X-TARGETDURATION:99999\n#EXTINF:1,\na.ts\n", "https://c.x/y"))
+
+
+def test_a_sequence_leap_is_a_gap_of_at_most_an_hour() -> None:
+    assert playlist.gap_s(3, 4.0) == 12.0
+    assert playlist.gap_s(10**15, 4.0) == playlist.MAX_LEAP_S == 3600.0
+    assert playlist.gap_s(-5, 4.0) == 0.0
