@@ -49,6 +49,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.released import QWEN2_7B, released_model  # noqa: E402
 from kernels.specialization import compiled_variants  # noqa: E402
 from models.build import build_inputs  # noqa: E402
 from models.encode import encode_video  # noqa: E402
@@ -65,8 +66,6 @@ from server.decoding.remote import RemoteDecoding, prompt_embeds  # noqa: E402
 from server.engine import Engine  # noqa: E402
 from server.metrics import Metrics  # noqa: E402
 from server.settings import Settings  # noqa: E402
-
-from bench.released import QWEN2_7B, released_model  # noqa: E402
 
 QUESTION = "What happens in the video? Describe every scene in order."
 

@@ -25,20 +25,18 @@ class TenantLimits:
                            "(LONGVU_TENANT_MAX_JOBS); try again when one is done", {"Retry-After": "10"})
 
     def answer_started(self, tenant: str) -> Callable[[], None]:
-        """Count an answer of `tenant` (429 beyond the limit); returns what ends it, once."""
+        """Count an answer of `tenant` (429 beyond the limit); returns what ends it (an
+        Ask's `on_end`, which it calls once)."""
         with self._lock:
             if self.max_running is not None and self._answers[tenant] >= self.max_running:
                 raise ApiError(429, "tenant_limit", f"this tenant has {self.max_running} answers running already "
                                "(LONGVU_TENANT_MAX_RUNNING); try again shortly", {"Retry-After": "1"})
             self._answers[tenant] += 1
-        ended = threading.Event()
+        return lambda: self._answer_ended(tenant)
 
-        def end() -> None:
-            with self._lock:
-                if not ended.is_set():
-                    ended.set()
-                    self._answers[tenant] -= 1
-        return end
+    def _answer_ended(self, tenant: str) -> None:
+        with self._lock:
+            self._answers[tenant] -= 1
 
     def answers(self, tenant: str) -> int:
         return self._answers[tenant]

@@ -30,28 +30,22 @@ def status_json(status: dict) -> str:
     try:
         return json.dumps(status, allow_nan=False)
     except ValueError:
-        log.error("a status held non-finite numbers (written as null): %s", sorted(_non_finite(status)))
-        return json.dumps(_finite(status), allow_nan=False)
+        replaced: list[str] = []
+        text = json.dumps(_finite(status, "", replaced), allow_nan=False)
+        log.error("a status held non-finite numbers (written as null): %s", replaced)
+        return text
 
 
-def _finite(value: object) -> object:
+def _finite(value: object, path: str, replaced: list[str]) -> object:
+    """`value` with every non-finite float as None; their paths go to `replaced`."""
     if isinstance(value, float) and not math.isfinite(value):
+        replaced.append(path)
         return None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: _finite(v, f"{path}.{k}" if path else str(k), replaced) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
+        return [_finite(v, f"{path}[{i}]", replaced) for i, v in enumerate(value)]
     return value
-
-
-def _non_finite(value: object, path: str = "") -> list[str]:
-    if isinstance(value, float) and not math.isfinite(value):
-        return [path]
-    if isinstance(value, dict):
-        return [p for k, v in value.items() for p in _non_finite(v, f"{path}.{k}" if path else str(k))]
-    if isinstance(value, list | tuple):
-        return [p for i, v in enumerate(value) for p in _non_finite(v, f"{path}[{i}]")]
-    return []
 
 
 KEY_SCHEMA = 2  # 2: the video id as a hash tag, `{id}`, before the kind of key

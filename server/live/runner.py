@@ -28,7 +28,6 @@ from server.live.open_source import open_source
 from server.live.source import LiveSource, Resume
 from server.metrics import Metrics
 from server.settings import Settings
-from server.tenants import DEFAULT as DEFAULT_TENANT
 from server.tenants import scoped
 
 log = logging.getLogger("longvu.live")
@@ -61,7 +60,7 @@ class StreamRunner:
     def _room(self) -> bool:
         return len(self.followed) < self.settings.max_streams_live
 
-    async def start(self, url: str, retention_s: float, tenant: str = DEFAULT_TENANT) -> dict:
+    async def start(self, url: str, retention_s: float, tenant: str) -> dict:
         """A new stream followed from its start, in `tenant`'s namespace; the URL's errors
         come back at once."""
         if not self._room():

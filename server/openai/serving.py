@@ -37,7 +37,6 @@ from server.openai.protocol import (
     completion_id,
 )
 from server.routes.videos import check_id
-from server.tenants import public
 from server.schemas import Answer
 from server.services import Services
 from server.serving import (
@@ -52,6 +51,7 @@ from server.serving import (
     until_ready,
 )
 from server.settings import Settings
+from server.tenants import public
 
 DEFAULT_MAX_TOKENS = 1024
 

@@ -16,8 +16,8 @@ from server.routes.json_body import json_body, openapi_body
 from server.routes.videos import check_id
 from server.schemas import Answer, AskRequest, ErrorBody
 from server.services import Services
-from server.tenants import request_tenant
 from server.serving import check_prompt, load_encoded, start_ask, time_range, whole_answer
+from server.tenants import request_tenant
 
 router = APIRouter()
 
