@@ -10,12 +10,14 @@ and continues next pass, so a pass stalls them by at most `prefill_tokens` posit
 smallest multiple of `window_block` that holds the longest row: attention reads what the
 questions hold, not the cache's full length. Padding rows write to the scratch position.
 On CUDA each (rows, window) step is a captured graph: one launch per token for the whole
-model.
+model. A scoring sequence (`scorer` set: moments, watches) leaves at the end of its
+prefill with its yes/no score instead of a first token.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from models.attention import PackedPrefill, Piece
 from models.kv_cache import SlotCache
 from models.model import LongVU
 from models.sampling import SamplingParams, choose
+from models.yes_no import YesNo
 
 log = logging.getLogger("longvu.batching")
 
@@ -40,6 +43,7 @@ class Sequence:
     filled: int = 0  # cache positions written
     produced: int = 0
     pending: int = 0  # the last token, fed at the next decode step
+    scorer: YesNo | None = None  # a yes/no score from the prefill, no answer: it leaves after it
 
     @property
     def prompt_len(self) -> int:
@@ -52,6 +56,7 @@ class Emitted:
     token: int | None  # None: a stop token came, or an error
     finished: bool  # the sequence has left the batch
     error: str | None = None  # why the answer ended early (its logits were not finite)
+    score: float | None = None  # a scoring sequence's yes/no score
 
 
 def buckets(slots: int) -> list[int]:
@@ -160,7 +165,20 @@ class ContinuousBatch:
             seq.filled = p.end
         del self.prefilling[: len(done)]
         self.decoding.extend(done)  # they hold the slots right after the decoding ones
-        return self._emit_all(done, out.logits[0])  # no answer yet: no penalty
+        logits = out.logits[0]
+        answering = [i for i, seq in enumerate(done) if seq.scorer is None]
+        scored = [self._score(seq, logits[i]) for i, seq in enumerate(done) if seq.scorer is not None]
+        if len(answering) < len(done):
+            logits = logits[torch.tensor(answering, dtype=torch.long, device=logits.device)]
+        return scored + self._emit_all([done[i] for i in answering], logits)  # no answer yet: no penalty
+
+    def _score(self, seq: Sequence, logits: torch.Tensor) -> Emitted:
+        assert seq.scorer is not None
+        score = float(seq.scorer.scores(logits[None])[0])
+        if not math.isfinite(score):
+            return self._overflowed(seq)
+        self.release(seq)
+        return Emitted(seq, None, True, score=score)
 
     def _plan(self) -> list[Piece]:
         """This pass's pieces, first come first: the first waiting prompt, cut to

@@ -65,7 +65,22 @@ class EncodedVideo:
     def between(self, start_s: float, end_s: float) -> EncodedVideo:
         """The frames held whose time lies in [start_s, end_s], as a video of their own:
         a question about that part of the video needs no decoding and no encoding."""
-        inside = (self.timestamps >= start_s) & (self.timestamps <= end_s)
+        return self._part((self.timestamps >= start_s) & (self.timestamps <= end_s), start_s, end_s)
+
+    def window(self, start_s: float, end_s: float) -> EncodedVideo:
+        """The frames held in [start_s, end_s) (windows that tile a range share no frame),
+        as `between` gives them. A window whose frames were all pruned gets the held frame
+        that stands for its seconds: the last one before it (DINO pruning drops a frame like
+        the one kept before it), else the first one after."""
+        inside = (self.timestamps >= start_s) & (self.timestamps < end_s)
+        if not bool(inside.any()) and self.frames_cached:
+            before = torch.nonzero(self.timestamps < start_s).flatten()
+            row = int(before[-1]) if before.numel() else 0
+            inside = torch.zeros_like(inside)
+            inside[row] = True
+        return self._part(inside, start_s, end_s)
+
+    def _part(self, inside: torch.Tensor, start_s: float, end_s: float) -> EncodedVideo:
         held = int(inside.sum())
         return EncodedVideo(
             features=self.features[inside], frame_indices=self.frame_indices[inside],

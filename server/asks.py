@@ -13,6 +13,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from transformers import PreTrainedTokenizerBase
 
 from models.build import BuiltInputs, compression_summary
 from models.encoded import EncodedVideo
@@ -21,6 +24,9 @@ from models.prompt import Conversation
 from models.sampling import SamplingParams
 from server.metrics import Metrics
 from server.schemas import Answer, Compression, Timings, Usage
+
+if TYPE_CHECKING:
+    from server.decoding import Decoding
 
 
 @dataclass(eq=False)
@@ -75,8 +81,10 @@ class Ask:
         self.timings["queue_wait_s"] = self.admitted_at - self.enqueued_at
         self.metrics.queue_wait.observe(self.timings["queue_wait_s"])
 
-    def on_built(self, built: BuiltInputs, detok: Detokenizer) -> None:
-        self.built, self.detok = built, detok
+    def begin(self, decoding: Decoding, built: BuiltInputs, tokenizer: PreTrainedTokenizerBase) -> None:
+        """Its inputs are built: the decoding answers it."""
+        self.built, self.detok = built, Detokenizer(tokenizer)
+        decoding.start(self, built)
 
     def on_prefilled(self) -> None:
         self.timings["prefill_s"] = time.perf_counter() - self.admitted_at

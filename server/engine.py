@@ -23,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
@@ -33,12 +33,14 @@ from models.build import build_inputs
 from models.encode import encode_video
 from models.encoded import EncodedVideo
 from models.frames import Frame
-from models.generate import Detokenizer
 from models.model import LongVU
 from server.asks import Ask
 from server.decoding import Decoding
 from server.device_share import DeviceShare
 from server.metrics import Metrics
+
+if TYPE_CHECKING:
+    from server.scoring import WindowScore
 
 log = logging.getLogger("longvu.engine")
 T = TypeVar("T")
@@ -58,7 +60,7 @@ class Engine:
         self.model, self.metrics, self.decoding, self.max_queue = model, metrics, decoding, max_queue
         decoding.wake = self.notify  # an answer that ends elsewhere frees room for the waiting
         self.share = DeviceShare(ingest_share)
-        self._waiting: deque[Ask] = deque()
+        self._waiting: deque[Ask | WindowScore] = deque()  # questions and windows to score, first come first
         self._device_work: deque[tuple[Callable[[], Any], Future]] = deque()
         self._wake = threading.Condition()
         self._stopping = False
@@ -68,7 +70,7 @@ class Engine:
         self._thread.start()
 
     # Any thread.
-    def submit(self, ask: Ask) -> None:
+    def submit(self, ask: Ask | WindowScore) -> None:
         with self._wake:
             if self.dead is not None:
                 raise EngineDead(self.dead)
@@ -204,12 +206,11 @@ class Engine:
             ask.on_admitted()
             try:
                 built = build_inputs(self.model, ask.encoded, ask.question)
-                ask.on_built(built, Detokenizer(self.model.tokenizer))
             except Exception as exc:  # this question only
                 log.error("building a question's inputs failed", exc_info=exc)
                 ask.on_error("generation_failed", f"generation failed ({type(exc).__name__})")
                 continue
-            self.decoding.start(ask, built)
+            ask.begin(self.decoding, built, self.model.tokenizer)
 
     def _run_device_work(self, work: Callable[[], Any], future: Future) -> None:
         try:

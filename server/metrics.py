@@ -55,6 +55,13 @@ class Metrics:
         self.numerical_errors = Counter(
             "longvu_numerical_errors_total", "Answers ended because the model's logits were not finite (an overflow "
             "of the model's dtype)", registry=r)
+        self.windows_scored = Counter("longvu_windows_scored_total", "Windows of video scored with a yes/no "
+                                      "question (moments)", registry=r)
+        self.moment_requests = Counter("longvu_moment_requests_total", "Moments requests started", registry=r)
+        self.moments_latency = hist("longvu_moments_seconds", "Time from a moments request to its full list")
+        self.chapter_requests = Counter("longvu_chapter_requests_total", "Chapters requests started, by whether "
+                                        "the cache held them", ["cached"], registry=r)
+        self.chapters_latency = hist("longvu_chapters_seconds", "Time from a chapters request to its last event")
         self.cancelled = Counter("longvu_cancelled_requests_total", "Asks stopped by a client disconnect", registry=r)
         self.rejected = Counter(
             "longvu_rejected_requests_total", "Requests refused for load", ["reason"], registry=r

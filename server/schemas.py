@@ -160,3 +160,75 @@ class ErrorDetail(BaseModel):
 
 class ErrorBody(BaseModel):
     error: ErrorDetail
+
+
+RANGE_DOCS = {
+    "start_s": "score from this second on", "end_s": "... up to this second (exclusive: windows tile "
+    "[start_s, end_s))", "last_s": "the last seconds before the video's end (a live stream's edge)"}
+
+
+class MomentsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query: str = Field(min_length=1, max_length=4_000, description="what to find, e.g. 'a dog catches a frisbee'")
+    window_s: float = Field(16.0, ge=1.0, le=3600.0, description="seconds of video one score covers")
+    stride_s: float | None = Field(None, ge=1.0, le=3600.0, description="seconds between windows' starts "
+                                   "(default: window_s, so the windows tile the range)")
+    start_s: float | None = Field(None, ge=0.0, le=1e7, description=RANGE_DOCS["start_s"])
+    end_s: float | None = Field(None, ge=0.0, le=1e7, description=RANGE_DOCS["end_s"])
+    last_s: float | None = Field(None, gt=0.0, le=1e7, description=RANGE_DOCS["last_s"])
+    top_k: int = Field(5, ge=1, le=100_000, description="moments in the `done` event, best first")
+    stream: bool = True
+
+
+class Moment(BaseModel):
+    """One window and its score: P(yes) / (P(yes) + P(no)) for the first answer token."""
+
+    start_s: float
+    end_s: float
+    score: float
+    seconds: list[float] = Field(description="the times of the frames the window's prompt holds (a window whose "
+                                 "frames were all pruned holds the kept frame standing for its seconds)")
+
+
+class MomentsTimings(BaseModel):
+    cache_load_s: float
+    first_moment_s: float | None = Field(description="from the request to the first window scored")
+    total_s: float
+
+
+class MomentsResult(BaseModel):
+    """The `done` event of a streamed moments request, and the body of a non-streamed one."""
+
+    moments: list[Moment] = Field(description="the top_k windows by score, best first")
+    windows: int = Field(description="windows scored: every window of the range")
+    timings: MomentsTimings
+
+
+class ChaptersRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    every_s: float | None = Field(None, ge=1.0, le=1e7, description="seconds a chapter (default: the video's length "
+                                  "over 12, at least 30 s)")
+    max_new_tokens: int = Field(48, ge=1, le=1024, description="the longest caption of one chapter, in tokens")
+    summary: bool = Field(True, description="a summary of the whole video from the chapters' captions")
+    stream: bool = True
+
+
+class Chapter(BaseModel):
+    index: int
+    start_s: float
+    end_s: float
+    text: str
+
+
+class ChaptersTimings(BaseModel):
+    chapters_s: float = Field(description="from the request to the last caption")
+    total_s: float
+
+
+class ChaptersResult(BaseModel):
+    """The `done` event of a streamed chapters request, and the body of a non-streamed one."""
+
+    chapters: list[Chapter]
+    summary: str | None
+    cached: bool = Field(description="read from the cache: no model call")
+    timings: ChaptersTimings

@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
 
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
@@ -111,16 +112,22 @@ def time_range(encoded: EncodedVideo, start_s: float | None, end_s: float | None
     pruned (a live stream's cap applies to the part asked about)."""
     if start_s is None and end_s is None and last_s is None:
         return encoded.capped()
-    start = 0.0 if start_s is None else start_s
-    if last_s is not None:
-        start = max(start, encoded.duration_s - last_s)
-    end = encoded.duration_s if end_s is None else end_s
+    start, end = bounds(encoded, start_s, end_s, last_s)
     if end < start:  # both bounds inclusive: start_s == end_s asks about one instant
-        raise ApiError(422, "invalid_range", f"end_s ({end}) must not be before start_s ({start})")
+        raise ApiError(422, "invalid_range", f"end_s ({end}) must not be before start_s ({start})", param="end_s")
     part = encoded.between(start, end)
     if part.frames_sampled == 0:
         raise ApiError(422, "empty_range", f"no cached frame lies between {start} s and {end} s")
     return part.capped()
+
+
+def bounds(encoded: EncodedVideo, start_s: float | None, end_s: float | None,
+           last_s: float | None) -> tuple[float, float]:
+    """The seconds a request's `start_s`, `end_s` and `last_s` name (the whole video when none)."""
+    start = 0.0 if start_s is None else start_s
+    if last_s is not None:
+        start = max(start, encoded.duration_s - last_s)
+    return start, encoded.duration_s if end_s is None else end_s
 
 
 async def check_prompt(svc: Services, question: str | Conversation) -> None:
@@ -145,19 +152,32 @@ def start_ask(svc: Services, encoded: EncodedVideo, question: str | Conversation
     ask = Ask(encoded, question, params, svc.metrics, asyncio.get_running_loop(), received_at, on_end=end)
     ask.timings["cache_load_s"] = cache_load_s
     svc.metrics.cache_load.observe(cache_load_s)
-    try:
+    submit(svc, ask)
+    return ask
+
+
+def submit(svc: Services, ask: Ask) -> None:
+    """Hand a question to the engine; its refusal is the request's (429, 503) and ends the ask."""
+    with engine_refusal(svc, lambda code: ask.on_error(code, "refused")):
         svc.engine.submit(ask)
+
+
+@contextmanager
+def engine_refusal(svc: Services, refused: Callable[[str], object]) -> Iterator[None]:
+    """The engine's refusal of new work as the request's error: 429 when its queue is full,
+    503 when it is dead or the server is shutting down. `refused(code)` ends what was refused."""
+    try:
+        yield
     except Overloaded as exc:
         svc.metrics.rejected.labels("queue_full").inc()
-        ask.on_error("overloaded", "refused")
+        refused("overloaded")
         raise ApiError(429, "overloaded", "too many questions are waiting; try again shortly",
                        {"Retry-After": "1"}) from exc
     except EngineDead as exc:
-        ask.on_error("worker_dead", "refused")
+        refused("worker_dead")
         if svc.draining:
             raise ShuttingDown() from exc
         raise ApiError(503, "worker_dead", str(exc)) from exc
-    return ask
 
 
 ENGINE_ERROR_STATUS = {"worker_dead": 503, "shutting_down": 503, "llm_unavailable": 503,
@@ -170,35 +190,41 @@ def engine_error(payload: dict) -> ApiError:
     model server is gone."""
     code = payload["code"]
     headers = {"Retry-After": RETRY_LLM_S} if code == "llm_unavailable" else None
-    return ApiError(ENGINE_ERROR_STATUS.get(code, 500), code, payload["message"], headers)
+    status = payload.get("status") or ENGINE_ERROR_STATUS.get(code, 500)  # a run's refusal carries its own
+    return ApiError(status, code, payload["message"], headers, payload.get("param"))
 
 
-async def cancel_on_disconnect(request: Request, ask: Ask) -> None:
-    """A client that leaves stops its answer (the body is read already, so the next
+async def cancel_on_disconnect(request: Request, cancel: Callable[[], object]) -> None:
+    """A client that leaves stops its work (the body is read already, so the next
     message is the disconnect)."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
-    ask.cancel()
+    cancel()
 
 
 @asynccontextmanager
-async def until_disconnect(request: Request, ask: Ask) -> AsyncIterator[None]:
-    """While a non-streamed answer is gathered: the client leaving cancels it; leaving the
+async def until_disconnect(request: Request, cancel: Callable[[], object]) -> AsyncIterator[None]:
+    """While a non-streamed result is gathered: the client leaving cancels it; leaving the
     block, for any reason, does too."""
-    watcher = asyncio.create_task(cancel_on_disconnect(request, ask))
+    watcher = asyncio.create_task(cancel_on_disconnect(request, cancel))
     try:
         yield
     finally:
         watcher.cancel()
-        ask.cancel()
+        cancel()
 
 
-async def whole_answer(ask: Ask, request: Request) -> Answer:
-    """The answer of a non-streamed request; stops generating if the client leaves."""
-    async with until_disconnect(request, ask):
-        kind, payload = await ask.events.get()
-        while kind == "token":
-            kind, payload = await ask.events.get()
+async def whole_result(events: asyncio.Queue, cancel: Callable[[], object], request: Request) -> Any:
+    """The `done` payload of a non-streamed request (its other events skipped); stops the
+    work if the client leaves."""
+    async with until_disconnect(request, cancel):
+        kind, payload = await events.get()
+        while kind not in ("done", "error"):
+            kind, payload = await events.get()
         if kind == "error":
             raise engine_error(payload)
         return payload
+
+
+async def whole_answer(ask: Ask, request: Request) -> Answer:
+    return await whole_result(ask.events, ask.cancel, request)

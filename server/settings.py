@@ -91,6 +91,10 @@ class Settings(BaseSettings):
 
     # Asking.
     max_queue: int = Field(64, ge=0, description="questions waiting for the model (429 beyond)")
+    max_moment_windows: int = Field(1024, ge=1, description="the most windows one moments request may score (422 "
+                                    "beyond)")
+    max_chapters: int = Field(256, ge=1, description="the most chapters one chapters request may caption (422 "
+                              "beyond)")
     max_running: int = Field(16, ge=1, description="questions answering at once: KV slots, the decode batch")
     max_new_tokens: int = Field(4096, ge=1, le=32768, description="the most tokens a question may ask for "
                                 "(sizes the KV slots)")

@@ -19,6 +19,7 @@ class MemoryStore:
         # Live streams' windows, bounded by their retention rather than by the LRU.
         self._windows: dict[str, dict[str, bytes]] = {}
         self._streams: set[str] = set()
+        self._results: dict[str, dict[str, bytes]] = {}  # small (chapters' text), dropped with their video
 
     def _drop(self, video_id: str) -> None:
         data, _ = self._tokens.pop(video_id)
@@ -73,6 +74,7 @@ class MemoryStore:
         if video_id in self._tokens:
             self._drop(video_id)
         self._windows.pop(video_id, None)
+        self._results.pop(video_id, None)
         self._streams.discard(video_id)
         self._status.pop(video_id, None)
         self._leases.pop(video_id, None)
@@ -131,6 +133,18 @@ class MemoryStore:
     async def get_windows(self, video_id: str, windows: list[str]) -> list[bytes | None]:
         held = self._windows.get(video_id, {})
         return [held.get(name) for name in windows]
+
+    async def get_result(self, video_id: str, name: str) -> bytes | None:
+        if await self.get_status(video_id) is None:  # expired or evicted with its video
+            self._results.pop(video_id, None)
+            return None
+        return self._results.get(video_id, {}).get(name)
+
+    async def put_result(self, video_id: str, results: dict[str, bytes]) -> bool:
+        if await self.get_status(video_id) is None:
+            return False
+        self._results.setdefault(video_id, {}).update(results)
+        return True
 
     async def add_stream(self, video_id: str) -> None:
         self._streams.add(video_id)

@@ -26,7 +26,12 @@ _TAKE = ("if redis.call('get', KEYS[1]) == ARGV[1] then "
          "return redis.call('set', KEYS[1], ARGV[2], 'PX', ARGV[3]) and 1 end return 0")
 _PUT_STATUS = ("if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end "
                "redis.call('set', KEYS[2], ARGV[2], 'EX', ARGV[3]) return 1")
-_DELETE = "local found = redis.call('del', KEYS[1], KEYS[2], KEYS[4]) redis.call('del', KEYS[3]) return found"
+_DELETE = ("local found = redis.call('del', KEYS[1], KEYS[2], KEYS[4]) redis.call('del', KEYS[3], KEYS[5]) "
+           "return found")
+# ARGV: ttl, then the results' names and data.
+_PUT_RESULTS = ("if redis.call('exists', KEYS[1]) == 0 then return 0 end "
+                "for i = 2, #ARGV, 2 do redis.call('hset', KEYS[2], ARGV[i], ARGV[i + 1]) end "
+                "redis.call('expire', KEYS[2], ARGV[1]) return 1")
 _LEASE_INFO = "return {redis.call('get', KEYS[1]) or false, redis.call('pttl', KEYS[1])}"  # false: nil, kept
 _FINISH = ("if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end "
            "redis.call('set', KEYS[2], ARGV[2], 'EX', ARGV[4]) "
@@ -88,7 +93,8 @@ class RedisStore:
         """Removes the lease too: a job running anywhere can write nothing more and stops."""
         keys = self.keys
         found = await self._call(self.client.eval(
-            _DELETE, 4, keys.tokens(video_id), keys.status(video_id), keys.lease(video_id), keys.windows(video_id)))
+            _DELETE, 5, keys.tokens(video_id), keys.status(video_id), keys.lease(video_id), keys.windows(video_id),
+            keys.results(video_id)))
         await self.remove_stream(video_id)
         return bool(found)
 
@@ -134,6 +140,16 @@ class RedisStore:
         if not windows:
             return []
         return list(await self._call(self.client.hmget(self.keys.windows(video_id), windows)))
+
+    async def get_result(self, video_id: str, name: str) -> bytes | None:
+        return await self._call(self.client.hget(self.keys.results(video_id), name))
+
+    async def put_result(self, video_id: str, results: dict[str, bytes]) -> bool:
+        keys = self.keys
+        items = [item for pair in results.items() for item in pair]
+        done = await self._call(self.client.eval(
+            _PUT_RESULTS, 2, keys.status(video_id), keys.results(video_id), self.ttl_s, *items))
+        return bool(done)
 
     async def add_stream(self, video_id: str) -> None:
         await self._call(self.client.sadd(self.keys.streams(), video_id))

@@ -71,6 +71,10 @@ class Keys:
         """A live stream's encoded windows: a hash, one field per window."""
         return self._key(video_id, "windows")
 
+    def results(self, video_id: str) -> str:
+        """What was derived from a video's tokens (its chapters): a hash, one field per result."""
+        return self._key(video_id, "results")
+
     def streams(self) -> str:
         """The ids of the live streams being followed, for a replica to take one over."""
         return f"{self.prefix}:streams"
@@ -87,7 +91,7 @@ class Store(Protocol):
         """Write a job's status only while `owner` holds the video's lease, at once (False,
         writing nothing, once the lease is lost or the video deleted: a DELETE sticks)."""
     async def delete(self, video_id: str) -> bool:
-        """Tokens (or a stream's windows), status and lease, at once; whether there was a video."""
+        """Tokens (or a stream's windows), status, lease and results, at once; whether there was a video."""
     async def acquire_lease(self, video_id: str, owner: str, ttl_s: float) -> bool: ...
     async def renew_lease(self, video_id: str, owner: str, ttl_s: float) -> bool: ...
     async def release_lease(self, video_id: str, owner: str) -> None: ...
@@ -104,6 +108,10 @@ class Store(Protocol):
         """Add a live stream's new windows, remove those in `drop` (past retention) and write
         the status, at once, only while `owner` holds the lease."""
     async def get_windows(self, video_id: str, windows: list[str]) -> list[bytes | None]: ...
+    async def get_result(self, video_id: str, name: str) -> bytes | None: ...
+    async def put_result(self, video_id: str, results: dict[str, bytes]) -> bool:
+        """Keep results derived from the video, only while it is there (False, writing
+        nothing, once it was deleted); DELETE of the video removes them."""
     async def add_stream(self, video_id: str) -> None: ...
     async def remove_stream(self, video_id: str) -> None: ...
     async def streams(self) -> list[str]: ...

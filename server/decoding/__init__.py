@@ -10,10 +10,13 @@ exactly one terminal event.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from models.build import BuiltInputs
 from server.asks import Ask
+
+if TYPE_CHECKING:
+    from server.scoring import WindowScore
 
 
 class Decoding(Protocol):
@@ -39,8 +42,17 @@ class Decoding(Protocol):
         """Why it cannot answer now (readiness and new questions say so), else None."""
         ...
 
+    @property
+    def scoring_unavailable(self) -> str | None:
+        """Why it cannot score windows (moments), else None."""
+        ...
+
     def start(self, ask: Ask, built: BuiltInputs) -> None:
         """Take a built question (the engine's thread)."""
+        ...
+
+    def score(self, window: WindowScore, built: BuiltInputs) -> None:
+        """Take a built window to score: its yes/no score from one prefill (the engine's thread)."""
         ...
 
     def round(self) -> None:

@@ -19,6 +19,7 @@ from models.model import LongVU
 from models.sampling import SamplingParams, generator_for
 from server.asks import Ask
 from server.metrics import Metrics
+from server.scoring import WindowScore
 
 log = logging.getLogger("longvu.engine")
 
@@ -29,9 +30,10 @@ class LocalDecoding:
         self.model, self.metrics = model, metrics
         length = model.config.tokenizer_model_max_length + max_new_tokens + 1
         self.batch = ContinuousBatch(model, max_running, length, prefill_tokens, cuda_graphs)
-        self._owners: dict[Sequence, Ask] = {}
+        self._owners: dict[Sequence, Ask | WindowScore] = {}
         self._fallbacks = 0  # graph fallbacks already counted
         self.unavailable: str | None = None
+        self.scoring_unavailable: str | None = None
         self.wake: Callable[[], None] = lambda: None  # its questions end in the engine's rounds
 
     @property
@@ -47,14 +49,20 @@ class LocalDecoding:
         return self.batch.has_room and self.batch.unfilled < self.batch.prefill_tokens
 
     def start(self, ask: Ask, built: BuiltInputs) -> None:
+        self._take(ask, lambda: Sequence(built.inputs_embeds[0], ask.params, default_stop_ids(self.model, ask.params),
+                                         generator_for(ask.params, self.model.device)))
+
+    def score(self, window: WindowScore, built: BuiltInputs) -> None:
+        self._take(window, lambda: Sequence(built.inputs_embeds[0], window.params, frozenset(), scorer=window.scorer))
+
+    def _take(self, owner: Ask | WindowScore, sequence: Callable[[], Sequence]) -> None:
         try:
-            seq = Sequence(built.inputs_embeds[0], ask.params, default_stop_ids(self.model, ask.params),
-                           generator_for(ask.params, self.model.device))
+            seq = sequence()
             self.batch.start(seq)
         except Exception as exc:  # this question only
-            self._fail(ask, exc)
+            self._fail(owner, exc)
             return
-        self._owners[seq] = ask
+        self._owners[seq] = owner
 
     def round(self) -> None:
         for seq, ask in list(self._owners.items()):
@@ -116,6 +124,10 @@ class LocalDecoding:
             log.error("an answer ended: %s", item.error)
             ask.on_error("numerical_error", item.error)
             return
+        if item.score is not None:  # a window scored: it leaves the batch with its score
+            self._owners.pop(item.seq)
+            ask.on_scored(item.score)  # type: ignore[union-attr]
+            return
         try:
             if "prefill_s" not in ask.timings:  # the prefill's own token
                 ask.on_prefilled()
@@ -128,10 +140,10 @@ class LocalDecoding:
             self._drop(item.seq)
             self._fail(ask, exc)
 
-    def _drop(self, seq: Sequence) -> Ask | None:
+    def _drop(self, seq: Sequence) -> Ask | WindowScore | None:
         self.batch.release(seq)
         return self._owners.pop(seq, None)
 
-    def _fail(self, ask: Ask, exc: Exception) -> None:
+    def _fail(self, ask: Ask | WindowScore, exc: Exception) -> None:
         log.error("answering failed", exc_info=exc)
         ask.on_error("generation_failed", f"generation failed ({type(exc).__name__})")

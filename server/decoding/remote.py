@@ -31,6 +31,7 @@ from models.generate import default_stop_ids
 from models.model import LongVU
 from server.asks import Ask
 from server.metrics import Metrics
+from server.scoring import WindowScore
 from server.settings import Settings
 
 log = logging.getLogger("longvu.llm")
@@ -61,6 +62,10 @@ class RemoteDecoding:
         self.max_running = settings.max_running
         self.served: str | None = settings.llm_model
         self.unavailable: str | None = "the language model server has not answered yet"
+        # A score needs both tokens' logits; an OpenAI-compatible server returns only its top
+        # few logprobs, which need not hold either.
+        self.scoring_unavailable = ("scoring windows (moments) needs the LLM in this process: it is not available "
+                                    "with LONGVU_LLM_URL")
         self.wake: Callable[[], None] = lambda: None
         self._answers: dict[Ask, Future] = {}
         # Why an answer is being stopped; an answer not here was stopped by its client leaving.
@@ -93,6 +98,9 @@ class RemoteDecoding:
         if ask.cancelled.is_set():
             future.cancel()
         self.metrics.running.set(self.running)
+
+    def score(self, window: WindowScore, built: BuiltInputs) -> None:
+        window.on_error("scoring_unavailable", self.scoring_unavailable)
 
     def round(self) -> None:
         pass  # cancellations reach the answers directly (`Ask.abort`)

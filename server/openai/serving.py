@@ -187,7 +187,7 @@ async def create_chat_completion(svc: Services, body: ChatCompletionRequest, req
             pass
         ask = await begin()
         text, ending = [], None
-        async with until_disconnect(request, ask):
+        async with until_disconnect(request, ask.cancel):
             async for item in answer_text(ask, StopText(body.stops)):
                 if isinstance(item, Ending):
                     ending = item

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
-from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.sse import KEEPALIVE_COMMENT, EventSourceResponse, format_sse_event
+from fastapi.sse import EventSourceResponse
 
-from server.asks import Ask
 from server.routes.deps import services
 from server.routes.json_body import json_body, openapi_body
+from server.routes.sse import event_stream
 from server.routes.videos import check_id
 from server.schemas import Answer, AskRequest, ErrorBody
 from server.services import Services
@@ -20,26 +17,6 @@ from server.serving import check_prompt, load_encoded, start_ask, time_range, wh
 from server.tenants import request_tenant
 
 router = APIRouter()
-
-
-async def sse(ask: Ask, ping_s: float) -> AsyncIterator[bytes]:
-    try:
-        while True:
-            try:
-                kind, payload = await asyncio.wait_for(ask.events.get(), ping_s)
-            except TimeoutError:
-                yield KEEPALIVE_COMMENT
-                continue
-            data = payload.model_dump_json() if isinstance(payload, Answer) else _json(payload)
-            yield format_sse_event(data_str=data, event=kind)
-            if kind in ("done", "error"):
-                return
-    finally:
-        ask.cancel()  # a client gone mid-answer frees its slot at the next round
-
-
-def _json(payload: object) -> str:
-    return json.dumps(payload, ensure_ascii=False)
 
 
 @router.post("/videos/{video_id}/ask", response_model=Answer, responses={
@@ -58,5 +35,5 @@ async def ask_video(video_id: str, request: Request,  # type: ignore[no-untyped-
                                         body.repetition_penalty, body.seed, body.ignore_eos)
     ask = start_ask(svc, encoded, body.question, params, received_at, time.perf_counter() - loading, tenant)
     if body.stream:
-        return EventSourceResponse(sse(ask, svc.settings.sse_ping_s), headers={"Cache-Control": "no-cache"})
+        return EventSourceResponse(event_stream(ask.events, svc.settings.sse_ping_s, ask.cancel), headers={"Cache-Control": "no-cache"})
     return await whole_answer(ask, request)
