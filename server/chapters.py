@@ -50,7 +50,7 @@ def summary_question(chapters: list[Chapter]) -> str:
 
 
 async def start_chapters(svc: Services, video_id: str, encoded: EncodedVideo, body: ChaptersRequest, cacheable: bool,
-                         received_at: float, tenant: str) -> Run:
+                         received_at: float, cache_load_s: float, tenant: str) -> Run:
     every = every_s(encoded, body.every_s)
     spans = tile(0.0, encoded.duration_s, every, every, svc.settings.max_chapters, "every_s")
     if not spans:
@@ -62,7 +62,8 @@ async def start_chapters(svc: Services, video_id: str, encoded: EncodedVideo, bo
     if cached is not None:
         run.start(_replay(run, json.loads(cached), received_at))
     else:
-        run.start(_compute(run, svc, video_id, encoded, spans, body, name if cacheable else None, received_at))
+        run.start(_compute(run, svc, video_id, encoded, spans, body, name if cacheable else None, received_at,
+                           cache_load_s))
     return run
 
 
@@ -78,7 +79,7 @@ async def _replay(run: Run, result: dict, received_at: float) -> None:
 
 
 async def _compute(run: Run, svc: Services, video_id: str, encoded: EncodedVideo, spans: list[tuple[float, float]],
-                   body: ChaptersRequest, cache_as: str | None, received_at: float) -> None:
+                   body: ChaptersRequest, cache_as: str | None, received_at: float, cache_load_s: float) -> None:
     loop = asyncio.get_running_loop()
     params = svc.model.generation.params(body.max_new_tokens, 0.0, None, None, None, None, False)
     asks: list[Ask] = []
@@ -86,7 +87,7 @@ async def _compute(run: Run, svc: Services, video_id: str, encoded: EncodedVideo
     try:
         for index, (a, b) in enumerate(spans):
             asks.append(Ask(encoded.window(a, b).capped(), CAPTION, params, svc.metrics, loop, received_at))
-            await _submit(svc, asks[-1])
+            await _submit(svc, asks[-1], cache_load_s)
             waits.append(asyncio.ensure_future(_indexed(index, asks[-1])))
         chapters: list[Chapter | None] = [None] * len(asks)
         for done in asyncio.as_completed(waits):
@@ -102,7 +103,7 @@ async def _compute(run: Run, svc: Services, video_id: str, encoded: EncodedVideo
             asks.append(Ask(time_range(encoded, None, None), summary_question(listed),
                             svc.model.generation.params(tokens, 0.0, None, None, None, None, False), svc.metrics, loop,
                             received_at))
-            await _submit(svc, asks[-1])
+            await _submit(svc, asks[-1], cache_load_s)
             summary = await _answer(asks[-1], lambda text: run.emit("summary", {"text": text}))
     finally:
         for wait in waits:
@@ -118,9 +119,10 @@ async def _compute(run: Run, svc: Services, video_id: str, encoded: EncodedVideo
         chapters_s=round(chapters_s, 6), total_s=round(total, 6))))
 
 
-async def _submit(svc: Services, ask: Ask) -> None:
+async def _submit(svc: Services, ask: Ask, cache_load_s: float) -> None:
     """Into the engine's queue, waiting for room while it is full of other questions (a
     dead engine or shutdown is the request's 503)."""
+    ask.timings["cache_load_s"] = cache_load_s
     with engine_refusal(svc, lambda code: ask.on_error(code, "refused")):
         while True:
             try:

@@ -12,8 +12,8 @@ def timestamp(seconds: float) -> str:
 
 
 def cue_text(text: str) -> str:
-    """One line that cannot end the cue or open a tag: no blank line, no "-->", & < > escaped."""
-    line = " ".join(text.split()).replace("-->", "->") or "(no caption)"
+    """One line that cannot end the cue or open a tag: no blank line; & < > escaped (so no "-->")."""
+    line = " ".join(text.split()) or "(no caption)"
     return line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 

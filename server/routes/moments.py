@@ -64,9 +64,11 @@ async def read_chapters(video_id: str, request: Request,  # type: ignore[no-unty
     received_at = time.perf_counter()
     scoped = check_id(video_id, tenant)
     status = await svc.jobs.status(scoped)
+    loading = time.perf_counter()
     encoded = await load_encoded(svc, scoped)
     live = status is not None and status.get("kind") == "stream"  # its windows change: nothing to cache
-    run = await start_chapters(svc, scoped, encoded, body, not live, received_at, tenant)
+    run = await start_chapters(svc, scoped, encoded, body, not live, received_at, time.perf_counter() - loading,
+                               tenant)
     return await respond(run, body.stream, svc, request)
 
 

@@ -9,6 +9,7 @@ from models.batching import ContinuousBatch, Emitted, Sequence, buckets, windows
 from models.build import build_inputs
 from models.generate import generate_ids
 from models.sampling import SamplingParams
+from models.yes_no import YesNo
 from tests.models.synthetic import synthetic_encoded
 
 QUESTIONS = ((2, "Describe it."), (3, "What is the person holding in the left hand?"), (1, "Why?"), (2, "Who?"))
@@ -180,3 +181,32 @@ def test_a_row_whose_logits_are_not_finite_ends_alone(model, prompts) -> None:  
         collect(got, batch.decode(), ids)
     assert got[0] == alone(model, prompts[0], 6) and got[2] == alone(model, prompts[2], 6)
     assert got[1] == alone(model, prompts[1], 6)[:1]
+
+
+@torch.inference_mode()
+def test_scoring_rows_packed_beside_answers_equal_the_llm_alone(model, prompts) -> None:  # type: ignore[no-untyped-def]
+    """Two windows to score and two answers in one packed pass: each score is the softmax
+    over the yes and no tokens of the LLM's own forward on that prompt alone; the scoring
+    rows leave after the pass and the answers go on unchanged."""
+    yes_no = YesNo.from_tokenizer(model.tokenizer)
+    expected_scores = []
+    for prompt in prompts[:2]:
+        logits = model.llm(inputs_embeds=prompt[None]).logits[0, -1]
+        expected_scores.append(float(torch.softmax(logits[[yes_no.yes, yes_no.no]].float(), dim=-1)[0]))
+    expected_answers = [alone(model, p, 5) for p in prompts[2:]]
+
+    batch = ContinuousBatch(model, slots=4, length=2048, prefill_tokens=8192)
+    scoring = [Sequence(p, SamplingParams(max_new_tokens=1), frozenset(), scorer=yes_no) for p in prompts[:2]]
+    answering = [Sequence(p, SamplingParams(max_new_tokens=5), frozenset()) for p in prompts[2:]]
+    for seq in [answering[0], *scoring, answering[1]]:  # scores between answers: slots move as they leave
+        batch.start(seq)
+    emitted = batch.prefill()
+    scores = {id(e.seq): e.score for e in emitted if e.score is not None}
+    assert [scores[id(s)] for s in scoring] == pytest.approx(expected_scores, abs=1e-5)
+    assert all(e.finished and e.token is None for e in emitted if e.score is not None)
+    assert batch.decoding == answering and [s.slot for s in answering] == [0, 1]
+    got: dict[int, list[int]] = {0: [], 1: []}
+    collect(got, emitted, {id(s): i for i, s in enumerate(answering)})
+    while batch.decoding:
+        collect(got, batch.decode(), {id(s): i for i, s in enumerate(answering)})
+    assert [got[0], got[1]] == expected_answers

@@ -46,3 +46,16 @@ def test_the_cap_applies_after_the_range() -> None:
     recent = joined.between(540, 640).capped()  # the last 100 s: every frame, no cap
     assert recent.frames_cached == 100 and recent.timestamps[0] == 540.0
     assert window(0, [True, False], pruned=False).capped().frames_cached == 2  # not pruned: never capped
+
+
+def test_windows_tile_the_frames_and_an_empty_one_takes_the_frame_standing_for_it() -> None:
+    video = EncodedVideo.made_up(6, 4, 8, every_s=1.0)
+    kept = video.capped()
+    kept = EncodedVideo(**{**kept.__dict__, **{name: getattr(kept, name)[[0, 1, 4]] for name in
+                                                ("features", "frame_indices", "timestamps", "dino_keep")}})
+    assert kept.window(0, 2).timestamps.tolist() == [0.0, 1.0]  # [0, 2): the frame at 2 s is not in it
+    assert kept.window(2, 4).timestamps.tolist() == [1.0]  # 2 s and 3 s were pruned: the frame at 1 s stands
+    assert kept.window(4, 6).timestamps.tolist() == [4.0]
+    assert torch.equal(kept.window(2, 4).features, kept.features[1:2])
+    late = EncodedVideo(**{**kept.__dict__, "timestamps": kept.timestamps + 3})  # nothing before 3 s
+    assert late.window(0, 2).timestamps.tolist() == [3.0]  # the first frame after stands for it

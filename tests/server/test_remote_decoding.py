@@ -111,3 +111,17 @@ def test_an_unreachable_llm_server_is_a_clear_503(tiny_checkpoint: Path, redis_s
         assert refused.headers["Retry-After"] == "5"
     finally:
         server.stop()
+
+
+def test_chapters_through_vllm_and_moments_refused_clearly(remote_server: ServerThread,
+                                                           clips: dict[str, str]) -> None:
+    """Chapters are questions, so vLLM answers them; a window's score needs both tokens'
+    logits, which vLLM's top logprobs need not hold: 501 naming why."""
+    with remote_server.client() as client:
+        response = client.post(f"/videos/{clips['short']}/chapters",
+                               json={"every_s": 5, "max_new_tokens": 3, "stream": False})
+        assert response.status_code == 200, response.text
+        assert [(c["start_s"], c["end_s"]) for c in response.json()["chapters"]] == [(0, 5), (5, 10)]
+        refused = client.post(f"/videos/{clips['short']}/moments", json={"query": "a dog"})
+        assert refused.status_code == 501 and refused.json()["error"]["code"] == "scoring_unavailable"
+        assert "LONGVU_LLM_URL" in refused.json()["error"]["message"]

@@ -66,6 +66,9 @@ def assert_hidden(http: httpx.Client, video_id: str) -> None:
     assert http.get(f"/videos/{video_id}").status_code == 404
     assert http.get(f"/videos/{video_id}/events").status_code == 404
     assert http.post(f"/videos/{video_id}/ask", json=QUESTION).status_code == 404
+    assert http.post(f"/videos/{video_id}/moments", json={"query": "a dog", "stream": False}).status_code == 404
+    assert http.post(f"/videos/{video_id}/chapters", json={"stream": False}).status_code == 404
+    assert http.get(f"/videos/{video_id}/chapters.vtt").status_code == 404
     assert http.delete(f"/videos/{video_id}").status_code == 404
     chat = {"model": http.get("/v1/models").json()["data"][0]["id"], "max_tokens": 2, "messages": [
         {"role": "user", "content": [{"type": "video_url", "video_url": {"url": f"longvu://{video_id}"}},
@@ -90,6 +93,10 @@ def test_the_same_file_is_two_videos_and_neither_tenant_sees_the_others(server: 
         assert_hidden(beta, alpha_only)
         assert_hidden(plain, alpha_only)
         assert alpha.post(f"/videos/{alpha_only}/ask", json=QUESTION).status_code == 200
+        moments = alpha.post(f"/videos/{alpha_only}/moments", json={"query": "a dog", "stream": False})
+        assert moments.status_code == 200 and moments.json()["windows"] == 1
+        chapters = alpha.post(f"/videos/{alpha_only}/chapters", json={"stream": False, "max_new_tokens": 2})
+        assert chapters.status_code == 200 and alpha.get(f"/videos/{alpha_only}/chapters.vtt").status_code == 200
 
         assert beta.delete(f"/videos/{video_id}").status_code == 204  # beta's copy only
         assert beta.get(f"/videos/{video_id}").status_code == 404
