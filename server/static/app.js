@@ -4,7 +4,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { videoId: null, answering: null };
+const state = { videoId: null, answering: null, duration: 0 };
 
 const MESSAGES = {
   too_large: "The video is larger than this server accepts.",
@@ -71,9 +71,16 @@ async function readEvents(response, onEvent) {
   }
 }
 
+// The buttons that need a ready (or live) video: ask's own state is kept by `ask`.
+function videoReady(on) {
+  for (const button of document.querySelectorAll(".needs-video")) button.disabled = !on;
+}
+
 function resetVideo() {
   state.videoId = null;
+  state.duration = 0;
   $("ask").disabled = true;
+  videoReady(false);
   show($("video-error"), "");
   show($("video-status"), "");
   $("upload").hidden = true;
@@ -132,9 +139,11 @@ function showLive(id, status) {
   const behind = status.lag_s != null ? `, ${Math.round(status.lag_s)} s behind the live edge` : "";
   $("ingest-text").textContent =
     `Live: ${Math.round(status.seconds_live || 0)} s followed, ${status.frames_cached || 0} frames cached${behind}`;
+  state.duration = status.seconds_live || 0;
   if (status.frames_cached > 0 && state.videoId !== id) {
     state.videoId = id;
     $("ask").disabled = !!state.answering;
+    videoReady(true);
     show($("video-status"), "Live: ask about what has been seen so far.");
   }
 }
@@ -157,7 +166,9 @@ async function follow(id) {
       $("ingest-text").textContent = `${status.stage || "queued"}: ${done}${eta}`;
     } else if (name === "ready") {
       state.videoId = id;
+      state.duration = status.duration_s || 0;
       $("ask").disabled = false;
+      videoReady(true);
       $("ingest-text").textContent =
         `${status.frames_sampled} frames sampled, ${status.frames_cached} cached (${status.rows_cached} SVA rows)`;
       show($("video-status"), "Ready: ask away.");

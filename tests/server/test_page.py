@@ -177,3 +177,36 @@ def test_follow_a_live_stream_and_ask_about_the_last_minute(url_server: ServerTh
             client.delete(f"/videos/{stream_id}")
     finally:
         writer.stop()
+
+
+def test_find_draws_scores_and_chapters_stream_in(app_server: ServerThread, page: Page, video_dir: Path) -> None:
+    video = write_video(video_dir / "page-find.mp4", seconds=12, fps=1, seed=63)
+    page.goto(app_server.url)
+    expect(page.get_by_role("button", name="Find")).to_be_disabled()
+    page.get_by_label("Choose a video file").set_input_files(str(video))
+    expect(page.locator("#video-status")).to_have_text("Ready: ask away.", timeout=60_000)
+
+    page.get_by_role("textbox", name="Find").fill("a bird lands")
+    page.get_by_label("window (s)").fill("4")
+    page.get_by_role("button", name="Find").click()
+    moments = page.get_by_role("list", name="Top moments").get_by_role("listitem")
+    expect(moments).to_have_count(3, timeout=30_000)  # 12 s in windows of 4: all three, best first
+    strip = page.locator("#strip span")
+    expect(strip).to_have_count(3)
+    scores = [float(s) for s in strip.evaluate_all("spans => spans.map(s => s.dataset.score)")]
+    lefts = strip.evaluate_all("spans => spans.map(s => s.style.left)")
+    assert sorted(float(v.rstrip("%")) for v in lefts) == pytest.approx([0, 100 / 3, 200 / 3], abs=1e-3)
+    listed = [float(t.split()[-1].rstrip("%")) for t in moments.all_inner_texts()]
+    assert listed == sorted(listed, reverse=True) == pytest.approx(sorted((100 * s for s in scores), reverse=True),
+                                                                   abs=0.06)
+    assert moments.first.get_by_role("button").inner_text().count(":") == 2  # m:ss–m:ss
+    shot(page, "page-moments.png")
+
+    page.get_by_role("button", name="Chapters").click()
+    chapters = page.get_by_role("list", name="Chapters").get_by_role("listitem")
+    expect(chapters).to_have_count(1, timeout=60_000)  # 12 s: one chapter of at least 30 s
+    expect(chapters.first).to_contain_text("0:00–0:12")
+    expect(page.locator("#chapters-summary")).not_to_be_empty(timeout=60_000)
+    expect(page.locator("#player track")).to_have_count(1, timeout=30_000)  # the VTT as the player's chapters
+    expect(page.get_by_role("button", name="Chapters")).to_be_enabled()
+    shot(page, "page-chapters.png")

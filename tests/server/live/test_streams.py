@@ -239,3 +239,27 @@ def test_another_replica_takes_a_stream_over(tiny_checkpoint: Path, tmp_path: Pa
         second.stop()
         writer.stop()
         redis_server.stop()
+
+
+def test_moments_and_chapters_on_a_live_stream_so_far(url_server: ServerThread, hls_server: HlsServer) -> None:
+    """A live stream's windows encoded so far are scored; its chapters are computed fresh
+    (its windows change) and not cached."""
+    writer, url = hls_server.stream()
+    try:
+        with url_server.client() as client:
+            stream_id = follow(client, url)["id"]
+            live = wait_for(client, stream_id, lambda s: s["frames_cached"] >= 32)
+            response = client.post(f"/videos/{stream_id}/moments",
+                                   json={"query": "a car", "window_s": 8, "stream": False, "top_k": 1000})
+            assert response.status_code == 200, response.text
+            found = sorted(response.json()["moments"], key=lambda m: m["start_s"])
+            assert found[0]["start_s"] == 0 and len(found) == response.json()["windows"]
+            assert found[-1]["end_s"] >= live["seconds_live"] - 8  # the stream so far, tiled
+            assert all(b["start_s"] == a["end_s"] for a, b in zip(found, found[1:], strict=False))
+            chapters = client.post(f"/videos/{stream_id}/chapters", json={"every_s": 16, "max_new_tokens": 2,
+                                                                            "summary": False, "stream": False})
+            assert chapters.status_code == 200 and chapters.json()["cached"] is False
+            assert client.get(f"/videos/{stream_id}/chapters.vtt").json()["error"]["code"] == "no_chapters"
+            client.delete(f"/videos/{stream_id}")
+    finally:
+        writer.stop()
