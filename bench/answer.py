@@ -38,7 +38,6 @@ import argparse
 import asyncio
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -49,15 +48,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.released import QWEN2_7B, released_model  # noqa: E402
+from bench.released import QWEN2_7B, bench_model  # noqa: E402
 from kernels.specialization import compiled_variants  # noqa: E402
 from models.build import build_inputs  # noqa: E402
 from models.encode import encode_video  # noqa: E402
 from models.encoded import EncodedVideo  # noqa: E402
 from models.frames import Frame  # noqa: E402
-from models.model import LongVU, default_dtype, load_longvu  # noqa: E402
+from models.model import LongVU  # noqa: E402
 from models.sampling import SamplingParams  # noqa: E402
-from models.tiny import write_tiny_checkpoint  # noqa: E402
 from models.tower_steps import TimedSteps  # noqa: E402
 from server.asks import Ask  # noqa: E402
 from server.decoding import Decoding  # noqa: E402
@@ -235,17 +233,11 @@ def main() -> None:
     parser.add_argument("--llm-url", help="answers from this OpenAI-compatible server (vLLM), as LONGVU_LLM_URL")
     args = parser.parse_args()
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if args.cpu_threads:
         torch.set_num_threads(args.cpu_threads)
-    with tempfile.TemporaryDirectory() as tmp:
-        tiny = load_longvu(str(write_tiny_checkpoint(Path(tmp))), device=device)
-    big = not args.tiny and (device.type == "cuda" or args.layers is not None)
-    dtype = getattr(torch, args.dtype) if args.dtype else default_dtype(device)
-    model = released_model(tiny, dtype, args.layers) if big else tiny
-    layers = f", {args.layers} layer(s) a stack" if args.layers else ""
-    shape = f"Qwen2-7B, SigLIP so400m, DINOv2-giant shapes{layers}, random weights" if big else "tiny checkpoint"
-    print(f"{shape} on {torch.cuda.get_device_name() if device.type == 'cuda' else 'CPU'}, {model.dtype}")
+    model, description = bench_model(args.tiny, args.layers, args.dtype)
+    device = model.device
+    print(description)
 
     metrics = Metrics()
     started = time.perf_counter()

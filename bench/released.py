@@ -6,13 +6,16 @@ transformer stack to that many layers: the same widths and code path, on a CPU i
 from __future__ import annotations
 
 import dataclasses
+import tempfile
+from pathlib import Path
 
 import torch
 from transformers import Dinov2Config, Dinov2Model, SiglipVisionConfig, SiglipVisionModel
 
 from models.config import LongVUConfig
 from models.connector import Connector
-from models.model import LongVU, llm_classes, llm_config
+from models.model import LongVU, default_dtype, llm_classes, llm_config, load_longvu
+from models.tiny import write_tiny_checkpoint
 from models.towers import VisionTowers
 
 QWEN2_7B = dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
@@ -46,3 +49,18 @@ def released_model(tiny: LongVU, dtype: torch.dtype, layers: int | None = None, 
     for module in (towers.siglip, towers.dino, *parts.values()):
         module.requires_grad_(False)
     return dataclasses.replace(tiny, config=config, towers=towers, dtype=dtype, **parts)
+
+
+def bench_model(tiny_only: bool, layers: int | None, dtype_name: str | None) -> tuple[LongVU, str]:
+    """The model a bench runs and a line naming it: on a GPU (or anywhere with `layers`) the
+    released shapes with random weights, else (or with `tiny_only`) the tiny checkpoint."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    with tempfile.TemporaryDirectory() as tmp:
+        tiny = load_longvu(str(write_tiny_checkpoint(Path(tmp))), device=device)
+    big = not tiny_only and (device.type == "cuda" or layers is not None)
+    dtype = getattr(torch, dtype_name) if dtype_name else default_dtype(device)
+    model = released_model(tiny, dtype, layers) if big else tiny
+    cut_to = f", {layers} layer(s) a stack" if layers else ""
+    shape = f"Qwen2-7B, SigLIP so400m, DINOv2-giant shapes{cut_to}, random weights" if big else "tiny checkpoint"
+    where = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
+    return model, f"{shape} on {where}, {model.dtype}"

@@ -42,5 +42,6 @@ def test_dashboard_covers_what_operators_watch() -> None:
                    "longvu_inter_token_seconds_bucket", "longvu_questions_waiting", "longvu_ingest_steps_waiting",
                    "longvu_rejected_requests_total",
                    "longvu_video_seconds_ingested_total", "longvu_frames_cached_total",
-                   "longvu_visual_tokens_after_total", "longvu_cache_hits_total", "longvu_gpu_memory_bytes"):
+                   "longvu_visual_tokens_after_total", "longvu_cache_hits_total", "longvu_gpu_memory_bytes",
+                   "longvu_windows_scored_total", "longvu_moments_seconds_bucket", "longvu_chapters_seconds_bucket"):
         assert metric in text, metric
