@@ -15,7 +15,10 @@ import json
 import time
 from collections.abc import Callable
 
+from starlette.concurrency import run_in_threadpool
+
 from models.encoded import EncodedVideo
+from models.prompt import prompt_ids
 from server.asks import Ask
 from server.engine import Overloaded
 from server.errors import ApiError
@@ -44,9 +47,23 @@ def clock(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def summary_question(chapters: list[Chapter]) -> str:
-    lines = "\n".join(f"[{clock(c.start_s)}-{clock(c.end_s)}] {c.text.strip()}" for c in chapters)
+def summary_question(chapters: list[Chapter], words: int | None = None) -> str:
+    """The reduce step's question; with `words`, each caption cut to that many words."""
+    lines = "\n".join(f"[{clock(c.start_s)}-{clock(c.end_s)}] {' '.join(c.text.split()[:words])}" for c in chapters)
     return f"The video's chapters, with their times:\n{lines}\nSummarize the whole video in a few sentences."
+
+
+async def fitting_summary_question(svc: Services, chapters: list[Chapter]) -> str:
+    """The summary question, its captions cut shorter (halving their words) until the prompt
+    leaves the video at least half the context: many chapters' captions would crowd it out."""
+    limit = svc.model.config.tokenizer_model_max_length // 2
+    words = max((len(c.text.split()) for c in chapters), default=1)
+    text = summary_question(chapters)
+    while words > 1 and len(await run_in_threadpool(prompt_ids, svc.model.tokenizer, svc.model.config,
+                                                      text)) > limit:
+        words = max(1, words // 2)
+        text = summary_question(chapters, words)
+    return text
 
 
 async def start_chapters(svc: Services, video_id: str, encoded: EncodedVideo, body: ChaptersRequest, cacheable: bool,
@@ -100,7 +117,7 @@ async def _compute(run: Run, svc: Services, video_id: str, encoded: EncodedVideo
         summary = None
         if body.summary:
             tokens = min(SUMMARY_TOKENS, svc.settings.max_new_tokens)
-            asks.append(Ask(time_range(encoded, None, None), summary_question(listed),
+            asks.append(Ask(time_range(encoded, None, None), await fitting_summary_question(svc, listed),
                             svc.model.generation.params(tokens, 0.0, None, None, None, None, False), svc.metrics, loop,
                             received_at))
             await _submit(svc, asks[-1], cache_load_s)

@@ -90,3 +90,17 @@ def test_webvtt_cues_escape_what_would_break_them() -> None:
     (cue,) = webvtt.from_buffer(io.StringIO(text))
     assert (cue.start, cue.end) == ("00:00:00.000", "01:02:05.500")
     assert cue.raw_text == "a --&gt; b c &lt;i&gt; &amp; d"
+
+
+def test_many_long_captions_are_cut_to_leave_the_video_half_the_context(app_server: ServerThread) -> None:
+    from models.prompt import prompt_ids
+    from server.chapters import fitting_summary_question
+    from server.schemas import Chapter
+
+    svc = app_server.services
+    captions = [Chapter(index=i, start_s=30.0 * i, end_s=30.0 * (i + 1), text="a long caption " * 40)
+                for i in range(120)]
+    text = app_server.run_in_loop(fitting_summary_question(svc, captions))
+    ids = prompt_ids(svc.model.tokenizer, svc.model.config, text)
+    assert len(ids) <= svc.model.config.tokenizer_model_max_length // 2
+    assert text.count("\n[") == 120 and "[59:30-1:00:00] a long" in text  # every chapter keeps its line
