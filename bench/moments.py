@@ -49,7 +49,7 @@ async def score_all(engine: Engine, metrics: Metrics, windows: list[EncodedVideo
                     scorer: YesNo) -> tuple[float, float]:
     """Seconds to the first score and to the last, as a moments request scores them."""
     started = time.perf_counter()
-    run = WindowScorer(engine, metrics, scorer, question(QUERY), windows, in_flight)
+    run = WindowScorer(engine, metrics, scorer, [(w, question(QUERY)) for w in windows], in_flight)
     run.start()
     first = 0.0
     async for _ in run.results():

@@ -22,8 +22,8 @@ from server.errors import JsonErrors, ShuttingDown, error_response, install_erro
 from server.limits import RequestLimits
 from server.openai import api_router as openai_api
 from server.openai.protocol import ChatCompletionRequest
-from server.routes import ask, events, health, moments, streams, videos
-from server.schemas import AskRequest, ChaptersRequest, MomentsRequest
+from server.routes import ask, events, health, moments, streams, videos, watches
+from server.schemas import AskRequest, ChaptersRequest, MomentsRequest, WatchRequest
 from server.services import build_services
 from server.settings import Settings
 
@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await svc.jobs.shutdown()
             await svc.streams.shutdown()
+            await svc.streams.webhooks.close()
             await run_in_threadpool(svc.engine.stop)
             await svc.store.close()
 
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(streams.router)
     app.include_router(ask.router)
     app.include_router(moments.router)
+    app.include_router(watches.router)
     app.include_router(events.router)
     app.include_router(openai_api.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -69,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return FileResponse(STATIC / "favicon.ico", media_type="image/x-icon")
 
     app.openapi = lambda: openapi_with(app, [AskRequest, MomentsRequest, ChaptersRequest,
-                                                               ChatCompletionRequest])  # type: ignore[method-assign]
+                                                               WatchRequest, ChatCompletionRequest])  # type: ignore[method-assign]
     app.add_middleware(RequestLimits, settings=settings)
     app.add_middleware(RefuseWhileDraining)
     app.add_middleware(JsonErrors)

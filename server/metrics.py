@@ -62,6 +62,12 @@ class Metrics:
         self.chapter_requests = Counter("longvu_chapter_requests_total", "Chapters requests started, by whether "
                                         "the cache held them", ["cached"], registry=r)
         self.chapters_latency = hist("longvu_chapters_seconds", "Time from a chapters request to its last event")
+        self.watch_scores = Counter("longvu_watch_scores_total", "Watches scored on a live stream's new window",
+                                    registry=r)
+        self.watch_alerts = Counter("longvu_watch_alerts_total", "Alerts raised by watches", registry=r)
+        self.watch_alert_delay = hist("longvu_watch_alert_seconds", "Time from a live window's encode to its alerts")
+        self.webhook_deliveries = Counter("longvu_webhook_deliveries_total", "Alerts sent to webhooks by outcome "
+                                          "(delivered, failed, refused, dropped)", ["outcome"], registry=r)
         self.cancelled = Counter("longvu_cancelled_requests_total", "Asks stopped by a client disconnect", registry=r)
         self.rejected = Counter(
             "longvu_rejected_requests_total", "Requests refused for load", ["reason"], registry=r

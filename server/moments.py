@@ -55,8 +55,9 @@ def start_moments(svc: Services, encoded: EncodedVideo, spans: list[tuple[float,
                   received_at: float, cache_load_s: float, tenant: str) -> Run:
     """Submit the first windows now (a full queue or a dead engine is the request's 429 or
     503); a task scores the rest."""
-    scorer = WindowScorer(svc.engine, svc.metrics, yes_no(svc), question(query),
-                          [encoded.window(a, b) for a, b in spans], svc.settings.max_running)
+    asked = question(query)
+    scorer = WindowScorer(svc.engine, svc.metrics, yes_no(svc), [(encoded.window(a, b), asked) for a, b in spans],
+                          svc.settings.max_running)
     end = svc.tenant_limits.answer_started(tenant)
     with engine_refusal(svc, lambda _: (scorer.cancel(), end())):
         scorer.start()

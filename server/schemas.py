@@ -232,3 +232,44 @@ class ChaptersResult(BaseModel):
     summary: str | None
     cached: bool = Field(description="read from the cache: no model call")
     timings: ChaptersTimings
+
+
+class Webhook(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(min_length=1, max_length=4096, description="http(s); the URL intake's address policy applies")
+    secret: str = Field(min_length=16, max_length=256, description="signs each delivery (X-LongVU-Signature); "
+                        "never shown again")
+
+
+class WatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query: str = Field(min_length=1, max_length=4_000, description="what to be told about, e.g. 'a truck at the dock'")
+    threshold: float = Field(0.5, ge=0.0, le=1.0, description="a window scoring at least this alerts")
+    window_s: float = Field(16.0, ge=1.0, le=300.0, description="the latest seconds each score covers")
+    cooldown_s: float = Field(0.0, ge=0.0, le=1e7, description="stream seconds after an alert before the next")
+    webhook: Webhook | None = None
+
+
+class Watch(BaseModel):
+    id: str
+    query: str
+    threshold: float
+    window_s: float
+    cooldown_s: float
+    webhook_url: str | None = Field(None, description="where alerts are POSTed (the secret is never shown)")
+    created_at: float
+
+
+class WatchList(BaseModel):
+    watches: list[Watch]
+
+
+class Alert(BaseModel):
+    """An `alert` event on /videos/{id}/events, and a webhook's body."""
+
+    watch_id: str
+    query: str
+    start_s: float
+    end_s: float
+    score: float
+    at: float = Field(description="when it was raised, seconds since the epoch")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -74,16 +74,17 @@ class ScoringFailed(Exception):
 
 
 class WindowScorer:
-    """One request's windows, at most `in_flight` in the engine at once, scored in any
-    order. `start` submits the first ones (the engine's refusal, Overloaded or EngineDead,
-    is the request's); `results` yields (index, score, the window's built inputs)."""
+    """One request's prompts (a window and its question), at most `in_flight` in the engine
+    at once, scored in any order. `start` submits the first ones (the engine's refusal,
+    Overloaded or EngineDead, is the request's); `results` yields (index, score, the
+    window's built inputs), submitting the rest as room frees."""
 
-    def __init__(self, engine: Engine, metrics: Metrics, scorer: YesNo, question: str,
-                 windows: list[EncodedVideo], in_flight: int) -> None:
-        self.engine, self.metrics, self.scorer, self.question = engine, metrics, scorer, question
+    def __init__(self, engine: Engine, metrics: Metrics, scorer: YesNo, prompts: list[tuple[EncodedVideo, str]],
+                 in_flight: int) -> None:
+        self.engine, self.metrics, self.scorer = engine, metrics, scorer
         self.in_flight = max(1, in_flight)
         self.cancelled = threading.Event()
-        self._pending = deque(enumerate(windows))
+        self._pending = deque(enumerate(prompts))
         self._items: dict[int, WindowScore] = {}
         self._results: asyncio.Queue[tuple[int, str, object]] = asyncio.Queue()
         self._loop = asyncio.get_running_loop()
@@ -120,11 +121,26 @@ class WindowScorer:
 
     def _submit(self) -> None:
         while self._pending and len(self._items) < self.in_flight and not self.cancelled.is_set():
-            index, window = self._pending[0]
-            item = WindowScore(index, window, self.question, self.scorer, self.cancelled, self._report)
+            index, (window, question) = self._pending[0]
+            item = WindowScore(index, window, question, self.scorer, self.cancelled, self._report)
             self.engine.submit(item)  # Overloaded or EngineDead: the window stays pending
             self._pending.popleft()
             self._items[index] = item
 
     def _report(self, index: int, kind: str, payload: object) -> None:
         self._loop.call_soon_threadsafe(self._results.put_nowait, (index, kind, payload))
+
+
+def prompt_scorer(engine: Engine, metrics: Metrics, scorer: YesNo,
+                  in_flight: int) -> Callable[[list[tuple[EncodedVideo, str]]], Awaitable[list[float]]]:
+    """Scores of prompts in their order, through the engine (watches score this way)."""
+    async def score(prompts: list[tuple[EncodedVideo, str]]) -> list[float]:
+        run = WindowScorer(engine, metrics, scorer, prompts, in_flight)
+        scores = [0.0] * len(prompts)
+        try:
+            async for index, value, _ in run.results():
+                scores[index] = value
+        finally:
+            run.cancel()
+        return scores
+    return score

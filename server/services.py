@@ -11,6 +11,7 @@ import torch
 
 from models.model import LongVU, load_longvu
 from models.tiny import write_demo_checkpoint
+from models.yes_no import YesNo
 from server.cache.hot import HotVideos
 from server.cache.memory_store import MemoryStore
 from server.cache.redis_store import RedisStore, connect
@@ -19,11 +20,15 @@ from server.decoding import Decoding
 from server.decoding.local import LocalDecoding
 from server.decoding.remote import RemoteDecoding
 from server.engine import Engine
+from server.ingest.client import GuardedClient
 from server.jobs import JobRunner
 from server.live.runner import StreamRunner
 from server.metrics import Metrics
+from server.scoring import prompt_scorer
 from server.settings import Settings
 from server.tenant_limits import TenantLimits
+from server.watches.alerts import Score
+from server.watches.webhooks import Webhooks
 
 log = logging.getLogger("longvu")
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
@@ -99,6 +104,18 @@ def build_decoding(settings: Settings, model: LongVU, metrics: Metrics) -> Decod
                          settings.cuda_graphs)
 
 
+def watch_scorer(settings: Settings, model: LongVU, engine: Engine, metrics: Metrics) -> Score | None:
+    """How live streams score their watches: none when windows cannot be scored here."""
+    if engine.decoding.scoring_unavailable is not None:
+        return None
+    try:
+        yes_no = YesNo.from_tokenizer(model.tokenizer)
+    except ValueError as exc:
+        log.warning("watches and moments are unavailable: %s", exc)
+        return None
+    return prompt_scorer(engine, metrics, yes_no, settings.max_running)
+
+
 def build_services(settings: Settings) -> Services:
     model = load_model(settings)
     store = build_store(settings, model)
@@ -108,6 +125,7 @@ def build_services(settings: Settings) -> Services:
     engine.warm_up()
     jobs = JobRunner(model, store, settings, metrics, engine.run_on_device)
     # Live streams' tower steps are sized by the same timings as the uploads'.
-    streams = StreamRunner(model, store, settings, metrics, engine.run_on_device, jobs.tower_steps)
+    streams = StreamRunner(model, store, settings, metrics, engine.run_on_device, jobs.tower_steps,
+                           watch_scorer(settings, model, engine, metrics), Webhooks(GuardedClient(settings), metrics))
     limits = TenantLimits(settings.tenant_max_running, settings.tenant_max_jobs)
     return Services(settings, model, store, jobs, metrics, engine, HotVideos(settings.hot_cache_bytes), streams, limits)

@@ -95,6 +95,7 @@ class Settings(BaseSettings):
                                     "beyond)")
     max_chapters: int = Field(256, ge=1, description="the most chapters one chapters request may caption (422 "
                               "beyond)")
+    max_watches: int = Field(8, ge=1, description="the most watches one live stream may have (409 beyond)")
     max_running: int = Field(16, ge=1, description="questions answering at once: KV slots, the decode batch")
     max_new_tokens: int = Field(4096, ge=1, le=32768, description="the most tokens a question may ask for "
                                 "(sizes the KV slots)")

@@ -22,8 +22,8 @@ from models.export_llm import export_llm  # noqa: E402
 from models.model import LongVU, load_longvu  # noqa: E402
 from models.tiny import write_tiny_checkpoint  # noqa: E402
 from server.settings import Settings  # noqa: E402
-from tests.live import HlsServer  # noqa: E402
 from tests.harness import RedisClusterServer, RedisServer, ServerThread, VllmServer  # noqa: E402
+from tests.live import HlsServer  # noqa: E402
 from tests.videos import write_video  # noqa: E402
 
 

@@ -20,6 +20,7 @@ class MemoryStore:
         self._windows: dict[str, dict[str, bytes]] = {}
         self._streams: set[str] = set()
         self._results: dict[str, dict[str, bytes]] = {}  # small (chapters' text), dropped with their video
+        self._watches: dict[str, dict[str, bytes]] = {}
 
     def _drop(self, video_id: str) -> None:
         data, _ = self._tokens.pop(video_id)
@@ -75,6 +76,7 @@ class MemoryStore:
             self._drop(video_id)
         self._windows.pop(video_id, None)
         self._results.pop(video_id, None)
+        self._watches.pop(video_id, None)
         self._streams.discard(video_id)
         self._status.pop(video_id, None)
         self._leases.pop(video_id, None)
@@ -145,6 +147,21 @@ class MemoryStore:
             return False
         self._results.setdefault(video_id, {}).update(results)
         return True
+
+    async def put_watch(self, video_id: str, watch_id: str, data: bytes, most: int) -> bool | None:
+        if await self.get_status(video_id) is None:
+            return None
+        watches = self._watches.setdefault(video_id, {})
+        if len(watches) >= most:
+            return False
+        watches[watch_id] = data
+        return True
+
+    async def get_watches(self, video_id: str) -> dict[str, bytes]:
+        return dict(self._watches.get(video_id, {}))
+
+    async def delete_watch(self, video_id: str, watch_id: str) -> bool:
+        return self._watches.get(video_id, {}).pop(watch_id, None) is not None
 
     async def add_stream(self, video_id: str) -> None:
         self._streams.add(video_id)

@@ -26,8 +26,12 @@ _TAKE = ("if redis.call('get', KEYS[1]) == ARGV[1] then "
          "return redis.call('set', KEYS[1], ARGV[2], 'PX', ARGV[3]) and 1 end return 0")
 _PUT_STATUS = ("if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end "
                "redis.call('set', KEYS[2], ARGV[2], 'EX', ARGV[3]) return 1")
-_DELETE = ("local found = redis.call('del', KEYS[1], KEYS[2], KEYS[4]) redis.call('del', KEYS[3], KEYS[5]) "
-           "return found")
+_DELETE = ("local found = redis.call('del', KEYS[1], KEYS[2], KEYS[4]) "
+           "redis.call('del', KEYS[3], KEYS[5], KEYS[6]) return found")
+# ARGV: watch id, its JSON, the most watches, ttl. -1: no such stream; 0: full.
+_PUT_WATCH = ("if redis.call('exists', KEYS[1]) == 0 then return -1 end "
+              "if redis.call('hlen', KEYS[2]) >= tonumber(ARGV[3]) then return 0 end "
+              "redis.call('hset', KEYS[2], ARGV[1], ARGV[2]) redis.call('expire', KEYS[2], ARGV[4]) return 1")
 # ARGV: ttl, then the results' names and data.
 _PUT_RESULTS = ("if redis.call('exists', KEYS[1]) == 0 then return 0 end "
                 "for i = 2, #ARGV, 2 do redis.call('hset', KEYS[2], ARGV[i], ARGV[i + 1]) end "
@@ -93,8 +97,8 @@ class RedisStore:
         """Removes the lease too: a job running anywhere can write nothing more and stops."""
         keys = self.keys
         found = await self._call(self.client.eval(
-            _DELETE, 5, keys.tokens(video_id), keys.status(video_id), keys.lease(video_id), keys.windows(video_id),
-            keys.results(video_id)))
+            _DELETE, 6, keys.tokens(video_id), keys.status(video_id), keys.lease(video_id), keys.windows(video_id),
+            keys.results(video_id), keys.watches(video_id)))
         await self.remove_stream(video_id)
         return bool(found)
 
@@ -150,6 +154,19 @@ class RedisStore:
         done = await self._call(self.client.eval(
             _PUT_RESULTS, 2, keys.status(video_id), keys.results(video_id), self.ttl_s, *items))
         return bool(done)
+
+    async def put_watch(self, video_id: str, watch_id: str, data: bytes, most: int) -> bool | None:
+        keys = self.keys
+        done = await self._call(self.client.eval(
+            _PUT_WATCH, 2, keys.status(video_id), keys.watches(video_id), watch_id, data, most, self.ttl_s))
+        return None if done == -1 else bool(done)
+
+    async def get_watches(self, video_id: str) -> dict[str, bytes]:
+        held = await self._call(self.client.hgetall(self.keys.watches(video_id)))
+        return {name.decode(): data for name, data in held.items()}
+
+    async def delete_watch(self, video_id: str, watch_id: str) -> bool:
+        return bool(await self._call(self.client.hdel(self.keys.watches(video_id), watch_id)))
 
     async def add_stream(self, video_id: str) -> None:
         await self._call(self.client.sadd(self.keys.streams(), video_id))

@@ -75,6 +75,10 @@ class Keys:
         """What was derived from a video's tokens (its chapters): a hash, one field per result."""
         return self._key(video_id, "results")
 
+    def watches(self, video_id: str) -> str:
+        """A live stream's watches: a hash, one field per watch (its JSON, secret included)."""
+        return self._key(video_id, "watches")
+
     def streams(self) -> str:
         """The ids of the live streams being followed, for a replica to take one over."""
         return f"{self.prefix}:streams"
@@ -91,7 +95,8 @@ class Store(Protocol):
         """Write a job's status only while `owner` holds the video's lease, at once (False,
         writing nothing, once the lease is lost or the video deleted: a DELETE sticks)."""
     async def delete(self, video_id: str) -> bool:
-        """Tokens (or a stream's windows), status, lease and results, at once; whether there was a video."""
+        """Tokens (or a stream's windows), status, lease, results and watches, at once; whether
+        there was a video."""
     async def acquire_lease(self, video_id: str, owner: str, ttl_s: float) -> bool: ...
     async def renew_lease(self, video_id: str, owner: str, ttl_s: float) -> bool: ...
     async def release_lease(self, video_id: str, owner: str) -> None: ...
@@ -112,6 +117,11 @@ class Store(Protocol):
     async def put_result(self, video_id: str, results: dict[str, bytes]) -> bool:
         """Keep results derived from the video, only while it is there (False, writing
         nothing, once it was deleted); DELETE of the video removes them."""
+    async def put_watch(self, video_id: str, watch_id: str, data: bytes, most: int) -> bool | None:
+        """Add a watch to a stream that is there: None when it is not, False (writing nothing)
+        when it has `most` watches already."""
+    async def get_watches(self, video_id: str) -> dict[str, bytes]: ...
+    async def delete_watch(self, video_id: str, watch_id: str) -> bool: ...
     async def add_stream(self, video_id: str) -> None: ...
     async def remove_stream(self, video_id: str) -> None: ...
     async def streams(self) -> list[str]: ...

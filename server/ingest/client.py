@@ -92,6 +92,18 @@ class GuardedClient:
         except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
             raise FetchFailed(f"fetching the URL failed: {type(exc).__name__}") from exc
 
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+        """POST `body` to `url` within LONGVU_URL_TOTAL_TIMEOUT_S; the status it answered
+        (a redirect is not followed: the answer is its status). Raises UrlNotAllowed for a
+        refused URL or address, FetchTimeout, or httpx's errors."""
+        check_url(url, self.settings)
+        try:
+            async with asyncio.timeout(self.settings.url_total_timeout_s):
+                response = await self.client.post(url, content=body, headers=headers)
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            raise FetchTimeout("the URL did not answer in time") from exc
+        return response.status_code
+
     async def read(self, url: str, limit: int, what: str) -> bytes:
         """The whole body of `url`, at most `limit` bytes (`what` it is names it in errors),
         within LONGVU_URL_TOTAL_TIMEOUT_S: a server that trickles bytes does not hold it."""

@@ -47,6 +47,7 @@ class Follower:
     metrics: Metrics
     lease: str
     on_lag: Callable[[str, float], None]  # the runner's: the gauge shows the largest lag
+    on_window: Callable[[EncodedVideo], None] = lambda _: None  # each window once stored (its watches)
 
     def __post_init__(self) -> None:
         self.prune_from = always_prune_from(self.encoder.model.config)
@@ -65,6 +66,10 @@ class Follower:
         if pending:  # the last, partial window
             await self._encode(pending)
         self.status.update(status="ready", progress=1.0, duration_s=self.status["seconds_live"])
+        await self._publish()
+
+    async def publish(self) -> None:
+        """The status as it is now (with the stream's lease: Stopped once it is lost)."""
         await self._publish()
 
     def _lag(self) -> float:
@@ -100,6 +105,7 @@ class Follower:
         self.status["windows"].append([name, frames[0].pts_s, frames[-1].pts_s, window.frames_cached])
         self.status.update(frames_sampled=sampled + len(frames), width=window.width, height=window.height)
         await self._publish({name: data})
+        self.on_window(window)
         self.metrics.frames_cached.inc(window.frames_cached)
         self.metrics.video_seconds.inc(len(frames))
 

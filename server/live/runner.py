@@ -29,6 +29,8 @@ from server.live.source import LiveSource, Resume
 from server.metrics import Metrics
 from server.settings import Settings
 from server.tenants import scoped
+from server.watches.alerts import Score, StreamWatches
+from server.watches.webhooks import Webhooks
 
 log = logging.getLogger("longvu.live")
 T = TypeVar("T")
@@ -44,9 +46,11 @@ class Followed:
 
 class StreamRunner:
     def __init__(self, model: LongVU, store: Store, settings: Settings, metrics: Metrics, device_step: DeviceStep,
-                 tower_steps: TowerSteps, resolve: Resolver = system_resolver) -> None:
+                 tower_steps: TowerSteps, score: Score | None, webhooks: Webhooks,
+                 resolve: Resolver = system_resolver) -> None:
         self.model, self.store, self.settings, self.metrics = model, store, settings, metrics
         self.device_step, self.tower_steps, self.resolve = device_step, tower_steps, resolve
+        self.score, self.webhooks = score, webhooks  # watches: no score, no watches (LONGVU_LLM_URL)
         self.owner = uuid.uuid4().hex
         self.executor = ThreadPoolExecutor(max(1, settings.max_streams_live), thread_name_prefix="longvu-live")
         self.followed: dict[str, Followed] = {}
@@ -104,13 +108,20 @@ class StreamRunner:
                                tower_steps=self.tower_steps, preprocess=self.settings.preprocess)
         follower = Follower(stream_id, source, status, self.store, encoder, self.executor, self.metrics, lease,
                             self._lag)
-        task = asyncio.create_task(self._run(follower))
+        watches = None
+        if self.score is not None:
+            watches = StreamWatches(stream_id, status, self.store, self.score, self.webhooks, self.metrics,
+                                    follower.publish)
+            follower.on_window = watches.window_encoded
+        task = asyncio.create_task(self._run(follower, watches))
         self.followed[stream_id] = Followed(task, stopped)
         self.metrics.streams_live.inc()
 
-    async def _run(self, follower: Follower) -> None:
+    async def _run(self, follower: Follower, watches: StreamWatches | None) -> None:
         stream_id, status = follower.stream_id, follower.status
         keeper = asyncio.create_task(self._keep_lease(stream_id, follower.lease))
+        if watches is not None:
+            watches.start()
         log.info("stream %s: following", stream_id[:12])
         ended = True
         try:
@@ -131,6 +142,8 @@ class StreamRunner:
                 log.warning("could not record a failed stream")
         finally:
             keeper.cancel()
+            if watches is not None:
+                watches.stop()
             self.followed.pop(stream_id).stopped.set()
             self.metrics.streams_live.dec()
             self._lag(stream_id, None)

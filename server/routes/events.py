@@ -17,7 +17,7 @@ from fastapi.sse import KEEPALIVE_COMMENT, EventSourceResponse, format_sse_event
 from server.errors import ApiError, CacheUnavailable, ShuttingDown
 from server.routes.deps import services
 from server.routes.videos import check_id, public_status
-from server.schemas import VideoStatus
+from server.schemas import Alert, VideoStatus
 from server.services import Services
 from server.tenants import public, request_tenant
 
@@ -29,8 +29,15 @@ def error_event(exc: ApiError) -> bytes:
     return format_sse_event(data_str=json.dumps({"code": exc.code, "message": exc.message}), event="error")
 
 
+def alert_events(status: dict, after: int) -> list[bytes]:
+    """A live stream's alerts numbered after `after` (`server.watches.alerts`), as events."""
+    return [format_sse_event(data_str=Alert(**alert).model_dump_json(), event="alert")
+            for alert in status.get("alerts", []) if alert["seq"] > after]
+
+
 async def status_events(svc: Services, video_id: str, status: dict | None) -> AsyncIterator[bytes]:
     last, quiet = "", 0.0
+    alerted = status.get("alert_seq", 0) if status else 0  # a subscriber is told of alerts raised from now on
     while True:
         if status is None:
             yield format_sse_event(data_str=VideoStatus(id=public(video_id), status="failed", error_code="deleted",
@@ -39,6 +46,10 @@ async def status_events(svc: Services, video_id: str, status: dict | None) -> As
             return
         body = public_status(status).model_dump_json(exclude_none=True)
         kind = status["status"] if status["status"] in ("ready", "failed") else "progress"
+        for event in alert_events(status, alerted):
+            yield event
+            quiet = 0.0
+        alerted = status.get("alert_seq", alerted)
         if body != last:
             yield format_sse_event(data_str=body, event=kind)
             last, quiet = body, 0.0
@@ -60,7 +71,8 @@ async def status_events(svc: Services, video_id: str, status: dict | None) -> As
 
 
 @router.get("/videos/{video_id}/events", responses={200: {"content": {"text/event-stream": {}}, "description":
-            "`progress` events (a video status: stage, frames, seconds done, ETA), then one `ready` or `failed`"}})
+            "`progress` events (a video status: stage, frames, seconds done, ETA), then one `ready` or `failed`; "
+            "on a live stream, an `alert` event for each alert its watches raise"}})
 async def video_events(video_id: str, svc: Services = Depends(services),
                        tenant: str = Depends(request_tenant)) -> EventSourceResponse:
     video_id = check_id(video_id, tenant)
