@@ -22,6 +22,9 @@ const MESSAGES = {
   invalid_range: "The end of the range must not come before its start.",
   worker_dead: "The model worker stopped; the server must be restarted.",
   cache_unavailable: "The cache is unreachable; try again shortly.",
+  not_live: "Watches follow live streams; use Find for a file.",
+  too_many_watches: "The stream has as many watches as the server allows; remove one first.",
+  scoring_unavailable: "This server cannot score windows (its language model runs elsewhere).",
 };
 
 function explain(error, status) {
@@ -79,6 +82,7 @@ function videoReady(on) {
 function resetVideo() {
   state.videoId = null;
   state.duration = 0;
+  hideWatches();
   $("ask").disabled = true;
   videoReady(false);
   show($("video-error"), "");
@@ -140,6 +144,7 @@ function showLive(id, status) {
   $("ingest-text").textContent =
     `Live: ${Math.round(status.seconds_live || 0)} s followed, ${status.frames_cached || 0} frames cached${behind}`;
   state.duration = status.seconds_live || 0;
+  showWatches(id);
   if (status.frames_cached > 0 && state.videoId !== id) {
     state.videoId = id;
     $("ask").disabled = !!state.answering;
@@ -157,6 +162,7 @@ async function follow(id) {
     return;
   }
   await readEvents(response, (name, status) => {
+    if (name === "alert") return showAlert(status);
     $("ingest-bar").value = status.progress || 0;
     if (name === "progress" && status.status === "live") {
       showLive(id, status);

@@ -210,3 +210,32 @@ def test_find_draws_scores_and_chapters_stream_in(app_server: ServerThread, page
     expect(page.locator("#player track")).to_have_count(1, timeout=30_000)  # the VTT as the player's chapters
     expect(page.get_by_role("button", name="Chapters")).to_be_enabled()
     shot(page, "page-chapters.png")
+
+
+def test_watch_a_live_stream_and_see_alerts_arrive(url_server: ServerThread, page: Page,
+                                                   hls_server: HlsServer) -> None:
+    writer, url = hls_server.stream()
+    try:
+        page.goto(url_server.url)
+        expect(page.locator("#watches-section")).to_be_hidden()  # for live streams only
+        page.get_by_label("or follow a live stream (HLS)").fill(url)
+        page.get_by_role("button", name="Follow").click()
+        expect(page.get_by_role("heading", name="4. Watch the live stream")).to_be_visible(timeout=60_000)
+        page.get_by_label("Tell me when").fill("a truck arrives")
+        page.get_by_label("threshold").fill("0")
+        page.get_by_role("button", name="Watch", exact=True).click()
+        watches = page.get_by_role("list", name="Watches").get_by_role("listitem")
+        expect(watches).to_have_count(1)
+        expect(watches.first).to_contain_text("a truck arrives (at least 0)")
+        alerts = page.get_by_role("list", name="Alerts").get_by_role("listitem")
+        expect(alerts.first).to_contain_text("a truck arrives", timeout=60_000)
+        expect(alerts).not_to_have_count(1, timeout=30_000)  # one per new window
+        shot(page, "page-watches.png")
+        page.get_by_role("button", name="Remove the watch “a truck arrives”").click()
+        expect(watches).to_have_count(0)
+        stream_id = page.evaluate("state.videoId")
+        with url_server.client() as client:
+            assert client.get(f"/videos/{stream_id}/watches").json()["watches"] == []
+            client.delete(f"/videos/{stream_id}")
+    finally:
+        writer.stop()
