@@ -1,14 +1,17 @@
 """A live stream and questions together: lag behind the live edge, and how the engine
 shares its time, against a real server (one this script starts: the tiny model, CPU).
 
-    python bench/live.py [--seconds 90] [--segment-s 2] [--width 320 --height 180]
+    python bench/live.py [--seconds 90] [--segment-s 2] [--width 320 --height 180] [--watches 4]
 
 A loopback HLS stream is written in real time (one segment of `--segment-s` stream seconds
 every `--segment-s` wall seconds). First questions alone (a 6-second clip, 64 tokens), then
 the stream followed while the same questions run. Prints the stream's `lag_s` (stream
 seconds available at the source, not yet encoded: the partial 16-second DINO window
 included), the engine's ingest share (`longvu_ingest_share`) and the questions' TTFT and
-tokens/s, alone and beside the stream.
+tokens/s, alone and beside the stream. Then (`--watches N`, 0 to skip) the same stream again
+with N watches on it (threshold 0: every window alerts every watch): its lag beside the lag
+with no watch, and the time from a window's encode to its alerts (`longvu_watch_alert_seconds`:
+p50 and p99 as Prometheus estimates them from the buckets, and the mean).
 """
 
 from __future__ import annotations
@@ -55,12 +58,57 @@ def summary(name: str, runs: list[tuple[float, float]]) -> str:
             f"max {1000 * ttft[-1]:.0f} ms, {statistics.median(r[1] for r in runs):.0f} tok/s per answer")
 
 
+def histogram(client: httpx.Client, name: str) -> tuple[list[tuple[float, float]], float, float]:
+    """A histogram's cumulative buckets (le, count), its sum and count."""
+    buckets, total, count = [], 0.0, 0.0
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(f"{name}_bucket{{"):
+            le = line.split('le="')[1].split('"')[0]
+            buckets.append((float(le), float(line.split()[-1])))
+        elif line.startswith(f"{name}_sum "):
+            total = float(line.split()[1])
+        elif line.startswith(f"{name}_count "):
+            count = float(line.split()[1])
+    return buckets, total, count
+
+
+def quantile(q: float, buckets: list[tuple[float, float]]) -> float:
+    """Prometheus's histogram_quantile: linear within the bucket that holds the rank."""
+    rank, below, lower = q * buckets[-1][1], 0.0, 0.0
+    for le, count in buckets:
+        if count >= rank:
+            if le == float("inf"):
+                return lower
+            return lower + (le - lower) * (rank - below) / max(count - below, 1e-9)
+        below, lower = count, le
+    return lower
+
+
+def follow_with_watches(client: httpx.Client, hls: HlsServer, args: argparse.Namespace, watches: int) -> list[float]:
+    """A real-time stream followed for `args.seconds` with `watches` watches; its lags."""
+    writer, url = hls.stream(segment_s=args.segment_s, every_s=args.segment_s, window=10, width=args.width,
+                             height=args.height)
+    stream_id = client.post("/streams", json={"url": url}).json()["id"]
+    for i in range(watches):
+        client.post(f"/videos/{stream_id}/watches", json={"query": f"something happens ({i})", "threshold": 0})
+    lags = []
+    done = time.monotonic() + args.seconds
+    time.sleep(20)  # the first window
+    while time.monotonic() < done:
+        lags.append(client.get(f"/videos/{stream_id}").json()["lag_s"])
+        time.sleep(1)
+    writer.stop()
+    client.delete(f"/videos/{stream_id}")
+    return lags
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=90, help="wall seconds of the stream followed")
     parser.add_argument("--segment-s", type=int, default=2)
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--height", type=int, default=180)
+    parser.add_argument("--watches", type=int, default=4, help="watches on the second stream (0: none)")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="longvu-live-"))
@@ -106,6 +154,15 @@ def main() -> None:
             print(f"engine ingest share while both ran: p50 {statistics.median(shares):.2f}, "
                   f"max {max(shares):.2f} (LONGVU_INGEST_SHARE caps it at 0.3 while answers run)")
             client.delete(f"/videos/{stream_id}")
+            if args.watches:
+                alone = follow_with_watches(client, hls, args, 0)
+                watched = follow_with_watches(client, hls, args, args.watches)
+                buckets, total, count = histogram(client, "longvu_watch_alert_seconds")
+                print(f"stream with no watch: lag_s p50 {statistics.median(alone):.1f}, max {max(alone):.1f}")
+                print(f"stream with {args.watches} watches: lag_s p50 {statistics.median(watched):.1f}, "
+                      f"max {max(watched):.1f}; {count:.0f} alerts, encode to alert p50 "
+                      f"{quantile(0.5, buckets):.3f} s, p99 {quantile(0.99, buckets):.3f} s, "
+                      f"mean {total / max(count, 1):.3f} s")
     finally:
         server.terminate()
         server.wait(30)
