@@ -69,6 +69,8 @@ def assert_hidden(http: httpx.Client, video_id: str) -> None:
     assert http.post(f"/videos/{video_id}/moments", json={"query": "a dog", "stream": False}).status_code == 404
     assert http.post(f"/videos/{video_id}/chapters", json={"stream": False}).status_code == 404
     assert http.get(f"/videos/{video_id}/chapters.vtt").status_code == 404
+    assert http.get(f"/videos/{video_id}/watches").status_code == 404
+    assert http.post(f"/videos/{video_id}/watches", json={"query": "a dog"}).status_code == 404
     assert http.delete(f"/videos/{video_id}").status_code == 404
     chat = {"model": http.get("/v1/models").json()["data"][0]["id"], "max_tokens": 2, "messages": [
         {"role": "user", "content": [{"type": "video_url", "video_url": {"url": f"longvu://{video_id}"}},
@@ -116,7 +118,10 @@ def test_a_stream_belongs_to_its_tenant(server: ServerThread, hls_server: HlsSer
             deadline = time.monotonic() + 60
             while alpha.get(f"/videos/{stream_id}").json()["seconds_live"] < 4 and time.monotonic() < deadline:
                 time.sleep(0.1)
+            assert alpha.post(f"/videos/{stream_id}/watches", json={"query": "a dog", "threshold": 1}).status_code \
+                == 201
             assert_hidden(beta, stream_id)
+            assert len(alpha.get(f"/videos/{stream_id}/watches").json()["watches"]) == 1
             assert alpha.get(f"/videos/{stream_id}").json()["status"] == "live"
             assert alpha.delete(f"/videos/{stream_id}").status_code == 204
     finally:
