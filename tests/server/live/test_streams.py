@@ -211,6 +211,17 @@ def test_beyond_the_stream_limit_is_503(tiny_checkpoint: Path, redis_server, upl
         server.stop()
 
 
+def two_replicas(checkpoint: Path, tmp_path: Path, upload_dir: Path,
+                 redis_url: str) -> tuple[ServerProcess, ServerThread]:
+    """A `python -m server` to kill (a 3 s lease) and a replica beside it on the same Redis,
+    both following loopback streams."""
+    first = ServerProcess({"checkpoint": checkpoint, "device": "cpu", "tmp_dir": tmp_path, "lease_s": 3,
+                           "redis_url": redis_url, "url_allow_private": True, "stream_poll_s": 0.25}).start()
+    second = ServerThread(server_settings(checkpoint, redis_url, upload_dir, url_allow_private=True,
+                                          stream_poll_s=0.25)).start()
+    return first, second
+
+
 def test_another_replica_takes_a_stream_over(tiny_checkpoint: Path, tmp_path: Path, upload_dir: Path,
                                              hls_server: HlsServer) -> None:
     """The follower's process is killed (SIGKILL: no goodbye); its lease expires and the
@@ -218,10 +229,7 @@ def test_another_replica_takes_a_stream_over(tiny_checkpoint: Path, tmp_path: Pa
     their own: the session's other servers refuse loopback playlists and would take the
     stream over too."""
     redis_server = RedisServer().start()
-    first = ServerProcess({"checkpoint": tiny_checkpoint, "device": "cpu", "tmp_dir": tmp_path, "lease_s": 3,
-                           "redis_url": redis_server.url, "url_allow_private": True, "stream_poll_s": 0.25}).start()
-    second = ServerThread(server_settings(tiny_checkpoint, redis_server.url, upload_dir, url_allow_private=True,
-                                          stream_poll_s=0.25)).start()
+    first, second = two_replicas(tiny_checkpoint, tmp_path, upload_dir, redis_server.url)
     writer, url = hls_server.stream()
     try:
         with first.client() as client:

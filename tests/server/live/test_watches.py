@@ -11,10 +11,9 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import server_settings
-from tests.harness import RedisServer, ServerProcess, ServerThread
+from tests.harness import RedisServer, ServerThread
 from tests.live import HlsServer
-from tests.server.live.test_streams import follow, wait_for
+from tests.server.live.test_streams import follow, two_replicas, wait_for
 from tests.server.test_ask import metric, sse_events, upload_ready
 from tests.videos import write_video
 from tests.webhooks import Receiver
@@ -158,10 +157,7 @@ def test_a_takeover_keeps_the_watches_and_sends_no_alert_twice(tiny_checkpoint: 
     its watches on the windows it encodes: every window alerts once, on one replica."""
     redis_server = RedisServer().start()
     receiver = Receiver()
-    first = ServerProcess({"checkpoint": tiny_checkpoint, "device": "cpu", "tmp_dir": tmp_path, "lease_s": 3,
-                           "redis_url": redis_server.url, "url_allow_private": True, "stream_poll_s": 0.25}).start()
-    second = ServerThread(server_settings(tiny_checkpoint, redis_server.url, upload_dir, url_allow_private=True,
-                                          stream_poll_s=0.25)).start()
+    first, second = two_replicas(tiny_checkpoint, tmp_path, upload_dir, redis_server.url)
     writer, url = hls_server.stream()
     try:
         with first.client() as client:
