@@ -126,6 +126,8 @@ class StreamRunner:
         ended = True
         try:
             await follower.run()
+            if watches is not None:
+                await watches.finish(self.settings.lease_s)
             log.info("stream %s: ended after %.0f s; ready", stream_id[:12], status["seconds_live"])
         except Stopped:
             log.info("stream %s: deleted, or taken over elsewhere; stopped", stream_id[:12])

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from models.encoded import EncodedVideo
 from models.yes_no import question
 from server.cache.store import Store
+from server.live.follower import Stopped
 from server.metrics import Metrics
 from server.watches.webhooks import Webhooks
 
@@ -58,6 +59,14 @@ class StreamWatches:
         if self._task is not None:
             self._task.cancel()
 
+    async def finish(self, timeout_s: float) -> None:
+        """The stream ended: score the windows still queued (its last one), for at most `timeout_s`."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._windows.join()
+        except TimeoutError:
+            log.warning("stream %s: its last windows were not scored in time", self.stream_id[:12])
+
     def window_encoded(self, window: EncodedVideo) -> None:
         """From the follower, after the window is in the store: queued, never waited on."""
         self._recent.append(window)
@@ -68,10 +77,12 @@ class StreamWatches:
             parts, encoded_at = await self._windows.get()
             try:
                 await self.on_window(parts, encoded_at)
-            except asyncio.CancelledError:
-                raise
+            except Stopped:
+                return  # this follower lost the stream: the replica that has it scores its windows
             except Exception as exc:  # a failed scoring skips this window's alerts; the stream goes on
                 log.warning("stream %s: scoring its watches failed: %s", self.stream_id[:12], exc)
+            finally:
+                self._windows.task_done()
 
     async def on_window(self, parts: list[EncodedVideo], encoded_at: float) -> None:
         watches = [json.loads(raw) for raw in (await self.store.get_watches(self.stream_id)).values()]

@@ -188,3 +188,25 @@ def test_a_takeover_keeps_the_watches_and_sends_no_alert_twice(tiny_checkpoint: 
         redis_server.stop()
 
 
+
+
+def test_the_last_window_of_an_ended_stream_is_scored(url_server: ServerThread, hls_server: HlsServer) -> None:
+    receiver = Receiver()
+    writer, url = hls_server.stream()
+    try:
+        with url_server.client() as client:
+            stream_id = follow(client, url)["id"]
+            assert watch(client, stream_id, threshold=0, webhook={"url": receiver.url, "secret": SECRET}).status_code \
+                == 201
+            wait_for(client, stream_id, lambda s: s["seconds_live"] >= 20)
+            writer.end()
+            ready = wait_for(client, stream_id, lambda s: s["status"] != "live")
+            assert ready["status"] == "ready"
+            deadline = time.monotonic() + 10
+            while not any(json.loads(b)["end_s"] == ready["duration_s"] for _, b in receiver.received):
+                assert time.monotonic() < deadline, [json.loads(b) for _, b in receiver.received]
+                time.sleep(0.1)
+            client.delete(f"/videos/{stream_id}")
+    finally:
+        writer.stop()
+        receiver.stop()
