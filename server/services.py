@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import torch
 
 from models.model import LongVU, load_longvu
+from models.sizing import sizing
 from models.tiny import write_demo_checkpoint
 from models.yes_no import YesNo
 from server.cache.hot import HotVideos
@@ -96,11 +98,39 @@ def build_store(settings: Settings, model: LongVU) -> Store:
     return MemoryStore(settings.memory_cache_bytes, settings.cache_ttl_s)
 
 
+def loaded_bytes(model: LongVU) -> int:
+    modules = (model.llm, model.connector, model.towers.siglip, model.towers.dino)
+    return sum(p.numel() * p.element_size() for m in modules for p in m.parameters())
+
+
+def kv_slots(settings: Settings, model: LongVU, device_memory: tuple[int, int] | None = None) -> int:
+    """The answers that run at once (KV slots). On a GPU, what fits in LONGVU_GPU_MEMORY_FRACTION
+    of the card (`device_memory`: its size and what is loaded, read from the device when not
+    given), at most LONGVU_MAX_RUNNING when it is set; a card that holds not even one answer
+    refuses to start (`NotEnoughMemory`). On the CPU the arithmetic is logged against the host's
+    memory and LONGVU_MAX_RUNNING is honoured as given."""
+    if device_memory is None and model.device.type == "cuda":
+        device_memory = (torch.cuda.get_device_properties(model.device).total_memory,
+                         torch.cuda.memory_allocated(model.device))
+    on_device = device_memory is not None
+    card, held = device_memory or (os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), loaded_bytes(model))
+    plan = sizing(model.llm.config, model.dtype, card, settings.gpu_memory_fraction, held,
+                  model.config.tokenizer_model_max_length, settings.max_new_tokens, settings.prefill_tokens)
+    log.info("KV slots: %s", plan.explain())
+    if not on_device:
+        return settings.max_running
+    plan.check()
+    slots = min(plan.slots, settings.max_running) if "max_running" in settings.model_fields_set else plan.slots
+    log.info("KV slots: %d answers at once (LONGVU_MAX_RUNNING %s)", slots,
+             settings.max_running if "max_running" in settings.model_fields_set else "not set: what fits")
+    return slots
+
+
 def build_decoding(settings: Settings, model: LongVU, metrics: Metrics) -> Decoding:
     """Answers decoded here, or by the OpenAI-compatible server at LONGVU_LLM_URL."""
     if settings.llm_url:
         return RemoteDecoding(settings, model, metrics)
-    return LocalDecoding(model, metrics, settings.max_running, settings.max_new_tokens, settings.prefill_tokens,
+    return LocalDecoding(model, metrics, kv_slots(settings, model), settings.max_new_tokens, settings.prefill_tokens,
                          settings.cuda_graphs)
 
 

@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     max_chapters: int = Field(256, ge=1, description="the most chapters one chapters request may caption (422 "
                               "beyond)")
     max_watches: int = Field(8, ge=1, description="the most watches one live stream may have (409 beyond)")
+    gpu_memory_fraction: float = Field(0.9, gt=0, le=1, description="the part of the GPU's memory the server "
+                                       "sizes its KV slots to (on a GPU, LONGVU_MAX_RUNNING is what fits, at most "
+                                       "the value set)")
     max_running: int = Field(16, ge=1, description="questions answering at once: KV slots, the decode batch")
     max_new_tokens: int = Field(4096, ge=1, le=32768, description="the most tokens a question may ask for "
                                 "(sizes the KV slots)")
