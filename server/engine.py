@@ -2,8 +2,9 @@
 
 Each round it runs, in order: at most one piece of ingest work (a batch of frames through
 the towers) when ingest is within its share of the device (`DeviceShare`: all of it when no
-question is answering), the admission of waiting questions (FIFO) while the decoding takes
-more, building each one's inputs (the query, STC), and the decoding's own round
+question is answering), the admission of waiting questions and windows to score (FIFO;
+`server/scoring.py`) while the decoding takes more, building each one's inputs (the query,
+STC), and the decoding's own round
 (`server/decoding`: with local decoding, one packed prefill pass and one decode step). So a
 question that arrives mid-answer starts at the next round, and a long ingest slows running
 answers by its share at most.
