@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -101,7 +102,7 @@ def main() -> None:
     engine.warm_up()
     cfg = model.config
     hour = EncodedVideo.made_up(args.kept, cfg.query_num_list[0], cfg.vision_hidden_size, every_s=3600 / args.kept)
-    hour = EncodedVideo(**{**hour.__dict__, "features": hour.features.to(model.dtype)})
+    hour = dataclasses.replace(hour, features=hour.features.to(model.dtype))
     spans = tile(0.0, 3600.0, args.window_s, args.window_s, 100_000, "window_s")
     windows = [hour.window(a, b) for a, b in spans]
     scorer = YesNo.from_tokenizer(model.tokenizer)

@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from models.encoded import EncodedVideo
 from models.prompt import prompt_ids
+from models.sampling import SamplingParams
 from server.asks import Ask
 from server.engine import Overloaded
 from server.errors import ApiError
@@ -98,7 +99,7 @@ async def _replay(run: Run, result: dict, received_at: float) -> None:
 async def _compute(run: Run, svc: Services, video_id: str, encoded: EncodedVideo, spans: list[tuple[float, float]],
                    body: ChaptersRequest, cache_as: str | None, received_at: float, cache_load_s: float) -> None:
     loop = asyncio.get_running_loop()
-    params = svc.model.generation.params(body.max_new_tokens, 0.0, None, None, None, None, False)
+    params = greedy(svc, body.max_new_tokens)
     asks: list[Ask] = []
     waits: list[asyncio.Future] = []
     try:
@@ -118,7 +119,7 @@ async def _compute(run: Run, svc: Services, video_id: str, encoded: EncodedVideo
         if body.summary:
             tokens = min(SUMMARY_TOKENS, svc.settings.max_new_tokens)
             asks.append(Ask(time_range(encoded, None, None), await fitting_summary_question(svc, listed),
-                            svc.model.generation.params(tokens, 0.0, None, None, None, None, False), svc.metrics, loop,
+                            greedy(svc, tokens), svc.metrics, loop,
                             received_at))
             await _submit(svc, asks[-1], cache_load_s)
             summary = await _answer(asks[-1], lambda text: run.emit("summary", {"text": text}))
@@ -134,6 +135,11 @@ async def _compute(run: Run, svc: Services, video_id: str, encoded: EncodedVideo
     svc.metrics.chapters_latency.observe(total)
     run.end("done", ChaptersResult(chapters=listed, summary=summary, cached=False, timings=ChaptersTimings(
         chapters_s=round(chapters_s, 6), total_s=round(total, 6))))
+
+
+def greedy(svc: Services, tokens: int) -> SamplingParams:
+    """Greedy, the checkpoint's other defaults: the same answer every time, as cached."""
+    return svc.model.generation.params(tokens, 0.0, None, None, None, None, False)
 
 
 async def _submit(svc: Services, ask: Ask, cache_load_s: float) -> None:

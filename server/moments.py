@@ -42,13 +42,10 @@ def clamp(encoded: EncodedVideo, start: float, end: float) -> tuple[float, float
 
 
 def yes_no(svc: Services) -> YesNo:
-    unavailable = svc.engine.decoding.scoring_unavailable
-    if unavailable is not None:
-        raise ApiError(501, "scoring_unavailable", unavailable)
-    try:
-        return YesNo.from_tokenizer(svc.model.tokenizer)
-    except ValueError as exc:
-        raise ApiError(501, "scoring_unavailable", str(exc)) from exc
+    """The tokens windows are scored with; 501 where they cannot be scored here."""
+    if svc.scoring.yes_no is None:
+        raise ApiError(501, "scoring_unavailable", svc.scoring.unavailable or "windows cannot be scored here")
+    return svc.scoring.yes_no
 
 
 def start_moments(svc: Services, encoded: EncodedVideo, spans: list[tuple[float, float]], query: str, top_k: int,

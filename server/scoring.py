@@ -28,6 +28,24 @@ from server.metrics import Metrics
 if TYPE_CHECKING:
     from server.decoding import Decoding
 
+@dataclass(frozen=True)
+class Scoring:
+    """Whether windows can be scored in this process, decided once at start-up: the yes/no
+    tokens, or why not (the decoding runs elsewhere, or the tokenizer cannot tell the two apart)."""
+
+    yes_no: YesNo | None
+    unavailable: str | None
+
+    @classmethod
+    def of(cls, decoding: Decoding, tokenizer: PreTrainedTokenizerBase) -> Scoring:
+        if decoding.scoring_unavailable is not None:
+            return cls(None, decoding.scoring_unavailable)
+        try:
+            return cls(YesNo.from_tokenizer(tokenizer), None)
+        except ValueError as exc:
+            return cls(None, str(exc))
+
+
 Report = Callable[[int, str, object], None]  # (window index, "scored" or "error", score or error body)
 
 

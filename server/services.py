@@ -13,7 +13,6 @@ import torch
 from models.model import LongVU, load_longvu
 from models.sizing import sizing
 from models.tiny import write_demo_checkpoint
-from models.yes_no import YesNo
 from server.cache.hot import HotVideos
 from server.cache.memory_store import MemoryStore
 from server.cache.redis_store import RedisStore, connect
@@ -26,7 +25,7 @@ from server.ingest.client import GuardedClient
 from server.jobs import JobRunner
 from server.live.runner import StreamRunner
 from server.metrics import Metrics
-from server.scoring import prompt_scorer
+from server.scoring import Scoring, prompt_scorer
 from server.settings import Settings
 from server.tenant_limits import TenantLimits
 from server.watches.alerts import Score
@@ -47,6 +46,7 @@ class Services:
     hot: HotVideos
     streams: StreamRunner
     tenant_limits: TenantLimits
+    scoring: Scoring  # moments and watches: whether windows can be scored here
     started_at: float = field(default_factory=time.time)
     draining: bool = False  # SIGTERM received: readiness 503, new work refused
 
@@ -120,9 +120,11 @@ def kv_slots(settings: Settings, model: LongVU, device_memory: tuple[int, int] |
     if not on_device:
         return settings.max_running
     plan.check()
-    slots = min(plan.slots, settings.max_running) if "max_running" in settings.model_fields_set else plan.slots
-    log.info("KV slots: %d answers at once (LONGVU_MAX_RUNNING %s)", slots,
-             settings.max_running if "max_running" in settings.model_fields_set else "not set: what fits")
+    if "max_running" not in settings.model_fields_set:
+        log.info("KV slots: %d answers at once (LONGVU_MAX_RUNNING not set: what fits)", plan.slots)
+        return plan.slots
+    slots = min(plan.slots, settings.max_running)
+    log.info("KV slots: %d answers at once (LONGVU_MAX_RUNNING %d)", slots, settings.max_running)
     return slots
 
 
@@ -134,16 +136,11 @@ def build_decoding(settings: Settings, model: LongVU, metrics: Metrics) -> Decod
                          settings.cuda_graphs)
 
 
-def watch_scorer(settings: Settings, model: LongVU, engine: Engine, metrics: Metrics) -> Score | None:
+def watch_scorer(settings: Settings, engine: Engine, metrics: Metrics, scoring: Scoring) -> Score | None:
     """How live streams score their watches: none when windows cannot be scored here."""
-    if engine.decoding.scoring_unavailable is not None:
+    if scoring.yes_no is None:
         return None
-    try:
-        yes_no = YesNo.from_tokenizer(model.tokenizer)
-    except ValueError as exc:
-        log.warning("watches and moments are unavailable: %s", exc)
-        return None
-    return prompt_scorer(engine, metrics, yes_no, settings.max_running)
+    return prompt_scorer(engine, metrics, scoring.yes_no, settings.max_running)
 
 
 def build_services(settings: Settings) -> Services:
@@ -153,9 +150,13 @@ def build_services(settings: Settings) -> Services:
     engine = Engine(model, metrics, build_decoding(settings, model, metrics), settings.max_queue,
                     settings.ingest_share)
     engine.warm_up()
+    scoring = Scoring.of(engine.decoding, model.tokenizer)
+    if scoring.unavailable is not None:
+        log.warning("moments and watches are unavailable: %s", scoring.unavailable)
     jobs = JobRunner(model, store, settings, metrics, engine.run_on_device)
     # Live streams' tower steps are sized by the same timings as the uploads'.
     streams = StreamRunner(model, store, settings, metrics, engine.run_on_device, jobs.tower_steps,
-                           watch_scorer(settings, model, engine, metrics), Webhooks(GuardedClient(settings), metrics))
+                           watch_scorer(settings, engine, metrics, scoring), Webhooks(GuardedClient(settings), metrics))
     limits = TenantLimits(settings.tenant_max_running, settings.tenant_max_jobs)
-    return Services(settings, model, store, jobs, metrics, engine, HotVideos(settings.hot_cache_bytes), streams, limits)
+    return Services(settings, model, store, jobs, metrics, engine, HotVideos(settings.hot_cache_bytes), streams, limits,
+                    scoring)

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import threading
+import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -32,6 +35,16 @@ class Receiver:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
+
+    def bodies(self) -> list[dict]:
+        return [json.loads(body) for _, body in list(self.received)]
+
+    def wait(self, done: Callable[[list[dict]], bool], timeout: float = 60) -> None:
+        """Until `done(the bodies received)`; fails after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while not done(self.bodies()):
+            assert time.monotonic() < deadline, self.bodies()
+            time.sleep(0.1)
 
     def verified(self, secret: str) -> list[bytes]:
         """The bodies received, each checked against its signature (as a receiver should)."""

@@ -3,6 +3,8 @@ capped at 400 frames per question, after its time range."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from models.arithmetic import MAX_FRAMES, cap_indices
@@ -50,12 +52,11 @@ def test_the_cap_applies_after_the_range() -> None:
 
 def test_windows_tile_the_frames_and_an_empty_one_takes_the_frame_standing_for_it() -> None:
     video = EncodedVideo.made_up(6, 4, 8, every_s=1.0)
-    kept = video.capped()
-    kept = EncodedVideo(**{**kept.__dict__, **{name: getattr(kept, name)[[0, 1, 4]] for name in
-                                                ("features", "frame_indices", "timestamps", "dino_keep")}})
+    kept = replace(video, **{name: getattr(video, name)[[0, 1, 4]] for name in
+                            ("features", "frame_indices", "timestamps", "dino_keep")})
     assert kept.window(0, 2).timestamps.tolist() == [0.0, 1.0]  # [0, 2): the frame at 2 s is not in it
     assert kept.window(2, 4).timestamps.tolist() == [1.0]  # 2 s and 3 s were pruned: the frame at 1 s stands
     assert kept.window(4, 6).timestamps.tolist() == [4.0]
     assert torch.equal(kept.window(2, 4).features, kept.features[1:2])
-    late = EncodedVideo(**{**kept.__dict__, "timestamps": kept.timestamps + 3})  # nothing before 3 s
+    late = replace(kept, timestamps=kept.timestamps + 3)  # nothing before 3 s
     assert late.window(0, 2).timestamps.tolist() == [3.0]  # the first frame after stands for it

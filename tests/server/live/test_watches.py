@@ -77,9 +77,7 @@ def test_alerts_as_events_and_signed_webhooks(url_server: ServerThread, hls_serv
             assert [a["end_s"] for a in got] == sorted({a["end_s"] for a in got})  # one per new window
             assert all(a["end_s"] - a["start_s"] == 16 and a["query"] == "a truck at the dock" for a in got)
             assert all(0 <= a["score"] <= 1 and a["at"] > 0 for a in got)
-            deadline = time.monotonic() + 10
-            while len(receiver.received) < 3 and time.monotonic() < deadline:
-                time.sleep(0.1)
+            receiver.wait(lambda bodies: len(bodies) >= 3, timeout=10)
             delivered = [json.loads(b) for b in receiver.verified(SECRET)]
             assert [d["end_s"] for d in delivered[:3]] == [a["end_s"] for a in got[:3]]
             assert alerts.of(never["id"]) == []  # threshold 1: never
@@ -164,17 +162,11 @@ def test_a_takeover_keeps_the_watches_and_sends_no_alert_twice(tiny_checkpoint: 
             stream_id = follow(client, url)["id"]
             watch_id = watch(client, stream_id, threshold=0,
                              webhook={"url": receiver.url, "secret": SECRET}).json()["id"]
-            deadline = time.monotonic() + 60
-            while len(receiver.received) < 2:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+            receiver.wait(lambda bodies: len(bodies) >= 2)
         first.stop()  # SIGKILL
         with second.client() as client:
             before = len(receiver.received)
-            deadline = time.monotonic() + 60
-            while len(receiver.received) < before + 2:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+            receiver.wait(lambda bodies: len(bodies) >= before + 2)
             assert stream_id in second.services.streams.followed
             assert [w["id"] for w in client.get(f"/videos/{stream_id}/watches").json()["watches"]] == [watch_id]
             windows = [json.loads(b)["end_s"] for b in receiver.verified(SECRET)]
@@ -202,10 +194,7 @@ def test_the_last_window_of_an_ended_stream_is_scored(url_server: ServerThread, 
             writer.end()
             ready = wait_for(client, stream_id, lambda s: s["status"] != "live")
             assert ready["status"] == "ready"
-            deadline = time.monotonic() + 10
-            while not any(json.loads(b)["end_s"] == ready["duration_s"] for _, b in receiver.received):
-                assert time.monotonic() < deadline, [json.loads(b) for _, b in receiver.received]
-                time.sleep(0.1)
+            receiver.wait(lambda bodies: any(b["end_s"] == ready["duration_s"] for b in bodies), timeout=10)
             client.delete(f"/videos/{stream_id}")
     finally:
         writer.stop()

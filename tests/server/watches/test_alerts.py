@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 
 from models.encoded import EncodedVideo
 from models.yes_no import question
@@ -26,8 +27,7 @@ class Hooks:
 def window(index: int) -> EncodedVideo:
     """The index-th 16-second window of a stream, 4 frames held."""
     made = EncodedVideo.made_up(4, 4, 8, every_s=4.0)
-    return EncodedVideo(**{**made.__dict__, "timestamps": made.timestamps + 16 * index,
-                           "duration_s": 16.0 * (index + 1)})
+    return replace(made, timestamps=made.timestamps + 16 * index, duration_s=16.0 * (index + 1))
 
 
 def test_thresholds_cooldown_and_deletion_with_injected_scores() -> None:
