@@ -6,6 +6,7 @@
     python bench/answer.py --during-ingest # answers and an ingest together, each beside its solo speed
     python bench/answer.py --hf            # beside each row, Hugging Face generate() on the same prompts
     python bench/answer.py --llm-url URL   # the same table with the answers from vLLM (LONGVU_LLM_URL)
+    python bench/answer.py --weights int8  # the LLM's linear layers in int8 (LONGVU_LLM_WEIGHTS)
 
 On a GPU (or anywhere with --layers) it builds the released `LongVU_Qwen2_7B` shapes with
 random weights (`bench/released.py`; nothing downloaded), makes one cached video of an hour (400 kept frames at
@@ -231,11 +232,14 @@ def main() -> None:
     parser.add_argument("--cpu-threads", type=int, help="LONGVU_CPU_THREADS")
     parser.add_argument("--hf", action="store_true", help="transformers' generate() beside each row")
     parser.add_argument("--llm-url", help="answers from this OpenAI-compatible server (vLLM), as LONGVU_LLM_URL")
+    parser.add_argument("--weights", choices=("float", "int8"), default="float", help="LONGVU_LLM_WEIGHTS")
+    parser.add_argument("--prefix-cache", type=int, default=2, help="LONGVU_PREFIX_CACHE (0: every prompt "
+                        "prefilled whole)")
     args = parser.parse_args()
 
     if args.cpu_threads:
         torch.set_num_threads(args.cpu_threads)
-    model, description = bench_model(args.tiny, args.layers, args.dtype)
+    model, description = bench_model(args.tiny, args.layers, args.dtype, args.weights)
     device = model.device
     print(description)
 
@@ -246,7 +250,8 @@ def main() -> None:
         decoding = remote_decoding(args.llm_url, model, metrics, args.max_running)
     else:
         decoding = LocalDecoding(model, metrics, max_running=args.max_running, max_new_tokens=args.tokens,
-                                 prefill_tokens=args.prefill_tokens, cuda_graphs=not args.no_graphs)
+                                 prefill_tokens=args.prefill_tokens, cuda_graphs=not args.no_graphs,
+                                 prefix_cache=args.prefix_cache)
     engine = Engine(model, metrics, decoding, max_queue=max(args.concurrency))
     engine.warm_up()
     graphs = isinstance(decoding, LocalDecoding) and decoding.batch.graphs

@@ -2,7 +2,7 @@
 at the released shapes, and one table with the targets beside the figures.
 
     python bench/gpu_check.py              # within 8 minutes on one H100/H200
-    python bench/gpu_check.py --quick      # the tests and the answer bench only
+    python bench/gpu_check.py --quick      # the tests and the answer benches (float16, int8 weights) only
     python bench/gpu_check.py --smoke      # every step and parser on the CPU, one layer a stack (CI)
 
 Each step runs in a process group of its own (its output streams through), with a time
@@ -81,19 +81,21 @@ def pytest_summary(s: Step) -> str:
     return figure(s, last.group(1) if last else "no summary")
 
 
-def answer_rows(s: Step, counts: tuple[str, ...], targets: dict[str, str]) -> list[tuple[str, str, str]]:
+def answer_rows(s: Step, counts: tuple[str, ...], targets: dict[str, str],
+                weights: str = "float16") -> list[tuple[str, str, str]]:
     rows = []
     for n in counts:
         cells = row(s.out, n)
         text = (f"{cells[1]} aggregate, {cells[6]} decode-only, {cells[2]} per stream, TTFT p50 {cells[3]}"
                 if len(cells) > 6 else "missing")
-        rows.append((f"answers, {n} at once", figure(s, text), targets.get(n, "")))
+        rows.append((f"answers, {n} at once, {weights}", figure(s, text), targets.get(n, "")))
     graphs = found(s.out, r"^decode graphs: (.*)$")
-    rows.append(("CUDA graphs", figure(s, graphs.group(1) if graphs else "missing"), "0 eager"))
+    rows.append((f"CUDA graphs, {weights}", figure(s, graphs.group(1) if graphs else "missing"), "0 eager"))
     compiles = found(s.out, r"^Triton variants compiled: (.*)$")
-    rows.append(("Triton compiles", figure(s, compiles.group(1) if compiles else "missing"), "0 after"))
+    rows.append((f"Triton compiles, {weights}", figure(s, compiles.group(1) if compiles else "missing"), "0 after"))
     memory = found(s.out, r"^peak GPU memory: (.*)$")
-    rows.append(("answers' peak memory", figure(s, memory.group(1) if memory else "n/a (CPU)"), "fits the card"))
+    rows.append((f"answers' peak memory, {weights}", figure(s, memory.group(1) if memory else "n/a (CPU)"),
+                 "fits the card"))
     return rows
 
 
@@ -119,23 +121,27 @@ def main() -> None:
         counts, limits = ("1", "2"), (600, 600, 600, 900)
         small = ["--layers", "1", "--frames", "8", "--tokens", "4"]
         answers_cmd = [*small, "--concurrency", *counts]
+        int8_cmd = [*answers_cmd, "--weights", "int8"]
         shared_cmd = ["--layers", "1", "--frames", "8", "--during-ingest", "--tokens", "16", "--ingest-frames", "16"]
         ingest_cmd = ["--layers", "1", "--minutes", "0.25", "--memory-minutes", "0.05", "--clip-seconds", "15", "3"]
         env = {}
     else:
         counts, limits = ("1", "16"), (100, 150, 90, 140)  # within 8 minutes in all
         answers_cmd = ["--concurrency", "1", "4", "16", "64"]
+        int8_cmd = ["--weights", "int8", "--concurrency", *counts]
         shared_cmd = ["--during-ingest", "--tokens", "512"]
         ingest_cmd = ["--minutes", "10", "--memory-minutes", "0.25"]
         env = {"TRITON_INTERPRET": "0"}
     tests = step("GPU tests" if not args.smoke else "tests", [py, "-m", "pytest", "-q", *TESTS], limits[0], env)
     answers = step("answers", [py, "bench/answer.py", *answers_cmd], limits[1])
+    int8 = step("answers, int8 weights", [py, "bench/answer.py", *int8_cmd], limits[1])
     quick = args.quick and not args.smoke
     shared = None if quick else step("answers during ingest", [py, "bench/answer.py", *shared_cmd], limits[2])
     ingest = None if quick else step("ingest", [py, "bench/ingest.py", *ingest_cmd], limits[3])
 
     figures: list[tuple[str, str, str]] = [("tests", pytest_summary(tests), "all pass")]
     figures += answer_rows(answers, counts, {"1": ">= 150 tok/s per stream (7B)", "16": ">= 1500 tok/s aggregate"})
+    figures += answer_rows(int8, counts, {"1": "above float16's"}, "int8 weights")
     if shared is not None:
         kept = row(shared.out, "answer tok/s"), row(shared.out, "ingest frames/s")
         figures.append(("an answer during an ingest", figure(shared, kept[0][3] if kept[0] else "missing"),
@@ -147,7 +153,7 @@ def main() -> None:
     print("\n| check | figure | target |\n|---|---|---|")
     for check, text, target in figures:
         print(f"| {check} | {text} | {target} |")
-    failed = [s.name for s in (tests, answers, shared, ingest) if s is not None and not s.ok]
+    failed = [s.name for s in (tests, answers, int8, shared, ingest) if s is not None and not s.ok]
     if failed:
         print(f"FAILED: {', '.join(failed)}")
     sys.exit(1 if failed else 0)

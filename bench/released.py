@@ -14,6 +14,7 @@ from transformers import Dinov2Config, Dinov2Model, SiglipVisionConfig, SiglipVi
 
 from models.config import LongVUConfig
 from models.connector import Connector
+from models.int8 import Weights, quantize_linears
 from models.model import LongVU, default_dtype, llm_classes, llm_config, load_longvu
 from models.tiny import write_tiny_checkpoint
 from models.towers import VisionTowers
@@ -51,16 +52,21 @@ def released_model(tiny: LongVU, dtype: torch.dtype, layers: int | None = None, 
     return dataclasses.replace(tiny, config=config, towers=towers, dtype=dtype, **parts)
 
 
-def bench_model(tiny_only: bool, layers: int | None, dtype_name: str | None) -> tuple[LongVU, str]:
+def bench_model(tiny_only: bool, layers: int | None, dtype_name: str | None,
+                weights: Weights = "float") -> tuple[LongVU, str]:
     """The model a bench runs and a line naming it: on a GPU (or anywhere with `layers`) the
-    released shapes with random weights, else (or with `tiny_only`) the tiny checkpoint."""
+    released shapes with random weights, else (or with `tiny_only`) the tiny checkpoint;
+    its LLM's linear layers in int8 with `weights="int8"`, as LONGVU_LLM_WEIGHTS does."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     with tempfile.TemporaryDirectory() as tmp:
         tiny = load_longvu(str(write_tiny_checkpoint(Path(tmp))), device=device)
     big = not tiny_only and (device.type == "cuda" or layers is not None)
     dtype = getattr(torch, dtype_name) if dtype_name else default_dtype(device)
     model = released_model(tiny, dtype, layers) if big else tiny
+    if weights == "int8":
+        quantize_linears(model.llm)
+        model = dataclasses.replace(model, weights=weights)
     cut_to = f", {layers} layer(s) a stack" if layers else ""
     shape = f"Qwen2-7B, SigLIP so400m, DINOv2-giant shapes{cut_to}, random weights" if big else "tiny checkpoint"
     where = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
-    return model, f"{shape} on {where}, {model.dtype}"
+    return model, f"{shape} on {where}, {model.dtype}, LLM weights {weights}"

@@ -11,7 +11,9 @@ smallest multiple of `window_block` that holds the longest row: attention reads 
 questions hold, not the cache's full length. Padding rows write to the scratch position.
 On CUDA each (rows, window) step is a captured graph: one launch per token for the whole
 model. A scoring sequence (`scorer` set: moments, watches) leaves at the end of its
-prefill with its yes/no score instead of a first token.
+prefill with its yes/no score instead of a first token. With `prefix_entries`, a prompt that
+begins as a stored one (`models.prefix_cache`: another question about the same video)
+takes those positions' keys and values and prefills only the rest.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import torch
 from models.attention import PackedPrefill, Piece
 from models.kv_cache import SlotCache
 from models.model import LongVU
+from models.prefix_cache import PrefixCache
 from models.sampling import SamplingParams, choose
 from models.yes_no import YesNo
 
@@ -44,6 +47,7 @@ class Sequence:
     produced: int = 0
     pending: int = 0  # the last token, fed at the next decode step
     scorer: YesNo | None = None  # a yes/no score from the prefill, no answer: it leaves after it
+    shared: tuple[int, int] = (-1, 0)  # (prefix entry, positions) its prompt took from the prefix cache
 
     @property
     def prompt_len(self) -> int:
@@ -77,12 +81,15 @@ def non_finite_message(dtype: torch.dtype) -> str:
 
 class ContinuousBatch:
     def __init__(self, model: LongVU, slots: int, length: int, prefill_tokens: int = 8192,
-                 cuda_graphs: bool = False, window_block: int = 1024) -> None:
+                 cuda_graphs: bool = False, window_block: int = 1024, prefix_entries: int = 0,
+                 max_prompt: int | None = None) -> None:
         cfg = model.llm.config
         head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         self.model, self.prefill_tokens = model, prefill_tokens
         self.cache = SlotCache(cfg.num_hidden_layers, slots, cfg.num_key_value_heads, length, head_dim,
                                model.dtype, model.device)
+        self.prefixes = PrefixCache(prefix_entries, self.cache, max_prompt or self.cache.usable, cfg.hidden_size,
+                                    model.dtype) if prefix_entries else None
         self.decoding: list[Sequence] = []
         self.prefilling: list[Sequence] = []
         self.buckets = buckets(slots)
@@ -141,6 +148,11 @@ class ContinuousBatch:
         if need > self.cache.usable:
             raise ValueError(f"prompt and answer take {need} positions; the cache holds {self.cache.usable}")
         seq.slot, seq.filled, seq.produced = len(self.decoding) + len(self.prefilling), 0, 0
+        if self.prefixes is not None:  # a prompt that begins as a stored one starts where they part
+            seq.shared = self.prefixes.match(seq.embeds)
+            if seq.shared[1]:
+                self.prefixes.load(*seq.shared, self.cache, seq.slot)
+                seq.filled = seq.shared[1]
         self._seen[seq.slot] = False
         self._penalty[seq.slot] = seq.params.repetition_penalty
         self.prefilling.append(seq)
@@ -163,6 +175,10 @@ class ContinuousBatch:
                              logits_to_keep=keep, packed_prefill=packed)
         for seq, p in zip(seqs, pieces, strict=True):
             seq.filled = p.end
+        if self.prefixes is not None:
+            for seq in done:
+                if seq.scorer is None:  # answers: a window's prompt is seldom asked again
+                    self.prefixes.store(seq.embeds, self.cache, seq.slot, seq.shared)
         del self.prefilling[: len(done)]
         self.decoding.extend(done)  # they hold the slots right after the decoding ones
         logits = out.logits[0]

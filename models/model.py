@@ -21,6 +21,7 @@ from transformers.utils import logging as transformers_logging
 from models import attention, checkpoint
 from models.config import LongVUConfig
 from models.connector import Connector
+from models.int8 import Weights, quantize_linears
 from models.prompt import stop_token_ids
 from models.sampling import GenerationDefaults
 from models.staging import StagingPool
@@ -47,6 +48,7 @@ class LongVU:
     stop_ids: frozenset[int]  # end-of-turn tokens; read once, the vocabulary is large
     generation: GenerationDefaults  # the checkpoint's generation_config.json
     staging: StagingPool = field(default_factory=StagingPool)  # host blocks for frame uploads
+    weights: Weights = "float"  # the LLM's linear layers: in `dtype`, or int8 (`models.int8`)
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         return self.llm.get_input_embeddings()(ids.to(self.device))
@@ -105,6 +107,7 @@ def load_longvu(
     dino_path: str | None = None,
     device: str | torch.device = "cpu",
     dtype: torch.dtype | None = None,
+    weights: Weights = "float",
 ) -> LongVU:
     # transformers' loader reads the LLM's keys and ours the connector's (checked below),
     # so its notes about unused keys and the foreign model_type are noise.
@@ -139,6 +142,8 @@ def load_longvu(
     connector = connector.to(device=device, dtype=dtype).eval()
 
     llm = llm_cls.from_pretrained(str(ckpt_dir), config=llm_fields, dtype=dtype).to(device).eval()
+    if weights == "int8":
+        quantize_linears(llm)  # on the device: the float weights are the peak, as without int8
     tokenizer = AutoTokenizer.from_pretrained(str(ckpt_dir))
     generation = GenerationDefaults.from_dir(ckpt_dir)
 
@@ -155,5 +160,6 @@ def load_longvu(
         fingerprint=fingerprint([ckpt_dir, siglip_dir, dino_dir]),
         stop_ids=frozenset(stop_token_ids(tokenizer)) | frozenset(generation.eos_token_ids),
         generation=generation,
+        weights=weights,
     )
 

@@ -49,10 +49,11 @@ class Sizing:
     held_bytes: int  # what is loaded: weights, towers, connector
     working_bytes: int  # a prefill pass and an ingest step
     slot_bytes: int  # one full-length answer's keys and values
+    prefix_bytes: int = 0  # the prefix cache's entries: prompts' embeddings, keys and values
 
     @property
     def budget_bytes(self) -> int:
-        return int(self.card_bytes * self.fraction) - self.held_bytes - self.working_bytes
+        return int(self.card_bytes * self.fraction) - self.held_bytes - self.working_bytes - self.prefix_bytes
 
     @property
     def slots(self) -> int:
@@ -60,20 +61,28 @@ class Sizing:
 
     def explain(self) -> str:
         return (f"{self.fraction:g} of {self.card_bytes / GIB:.1f} GiB = {self.card_bytes * self.fraction / GIB:.2f} "
-                f"GiB; minus {self.held_bytes / GIB:.2f} GiB loaded and {self.working_bytes / GIB:.2f} GiB of working "
-                f"set (a prefill pass, an ingest step) leaves {max(0, self.budget_bytes) / GIB:.2f} GiB; a full-length "
-                f"answer's KV slot takes {self.slot_bytes / GIB:.3f} GiB: {self.slots} answers fit")
+                f"GiB; minus {self.held_bytes / GIB:.2f} GiB loaded, {self.working_bytes / GIB:.2f} GiB of working "
+                f"set (a prefill pass, an ingest step) and {self.prefix_bytes / GIB:.2f} GiB of prefix cache leaves "
+                f"{max(0, self.budget_bytes) / GIB:.2f} GiB; a full-length answer's KV slot takes "
+                f"{self.slot_bytes / GIB:.3f} GiB: {self.slots} answers fit")
 
     def check(self) -> None:
         """Refuse to start, saying why, when not even one full-length answer fits."""
         if self.slots < 1:
             raise NotEnoughMemory(f"not even one full-length answer fits on this device: {self.explain()}. "
-                                  "Lower LONGVU_MAX_NEW_TOKENS or LONGVU_PREFILL_TOKENS, raise "
-                                  "LONGVU_GPU_MEMORY_FRACTION, or use a larger card")
+                                  "Set LONGVU_LLM_WEIGHTS=int8 (half the LLM's bytes), lower LONGVU_MAX_NEW_TOKENS, "
+                                  "LONGVU_PREFILL_TOKENS or LONGVU_PREFIX_CACHE, raise LONGVU_GPU_MEMORY_FRACTION, "
+                                  "or use a larger card")
+
+
+def prefix_entry_bytes(llm: PretrainedConfig, dtype: torch.dtype, max_prompt: int) -> int:
+    """One prefix cache entry (`models.prefix_cache`): a prompt's embeddings, keys and values."""
+    return max_prompt * (kv_bytes_per_position(llm, dtype) + llm.hidden_size * dtype.itemsize)
 
 
 def sizing(llm: PretrainedConfig, dtype: torch.dtype, card_bytes: int, fraction: float, held_bytes: int,
-           max_prompt: int, max_new_tokens: int, prefill_tokens: int) -> Sizing:
+           max_prompt: int, max_new_tokens: int, prefill_tokens: int, prefix_entries: int = 0) -> Sizing:
     slot = slot_positions(max_prompt, max_new_tokens) * kv_bytes_per_position(llm, dtype)
     working = prefill_working_bytes(llm, prefill_tokens, dtype) + INGEST_STEP_BYTES
-    return Sizing(card_bytes, fraction, held_bytes, working, slot)
+    return Sizing(card_bytes, fraction, held_bytes, working, slot,
+                  prefix_entries * prefix_entry_bytes(llm, dtype, max_prompt))

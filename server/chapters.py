@@ -38,8 +38,9 @@ def every_s(encoded: EncodedVideo, asked: float | None) -> float:
     return asked if asked is not None else max(30.0, encoded.duration_s / 12)
 
 
-def cache_name(body: ChaptersRequest, every: float) -> str:
-    return f"chapters:{every:.3f}:{body.max_new_tokens}:{int(body.summary)}"
+def cache_name(body: ChaptersRequest, every: float, weights: str) -> str:
+    """The result's field: its parameters and the LLM's weights (int8 captions differ)."""
+    return f"chapters:{every:.3f}:{body.max_new_tokens}:{int(body.summary)}:{weights}"
 
 
 def clock(seconds: float) -> str:
@@ -73,7 +74,7 @@ async def start_chapters(svc: Services, video_id: str, encoded: EncodedVideo, bo
     spans = tile(0.0, encoded.duration_s, every, every, svc.settings.max_chapters, "every_s")
     if not spans:
         raise ApiError(422, "empty_range", "the video has no seconds to divide into chapters", param="every_s")
-    name = cache_name(body, every)
+    name = cache_name(body, every, svc.model.weights)
     cached = await svc.store.get_result(video_id, name) if cacheable else None
     svc.metrics.chapter_requests.labels(str(cached is not None).lower()).inc()
     run = Run(svc.metrics, svc.tenant_limits.answer_started(tenant))

@@ -50,6 +50,9 @@ class Metrics:
             "longvu_visual_tokens_after_total", "Visual tokens given to the LLM", registry=r
         )
         self.generated_tokens = Counter("longvu_generated_tokens_total", "Answer tokens generated", registry=r)
+        self.prefix_positions = Counter("longvu_prompt_positions_total", "Prompt positions of local answers and "
+                                        "windows, by whether the prefix cache held them (reused) or they were "
+                                        "prefilled", ["source"], registry=r)
         self.cache_hits = Counter("longvu_cache_hits_total", "Encoded-video cache hits", ["operation"], registry=r)
         self.cache_misses = Counter("longvu_cache_misses_total", "Encoded-video cache misses", ["operation"], registry=r)
         self.numerical_errors = Counter(

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from models.model import LongVU, load_longvu
-from models.sizing import sizing
+from models.sizing import GIB, sizing
 from models.tiny import write_demo_checkpoint
 from server.cache.hot import HotVideos
 from server.cache.memory_store import MemoryStore
@@ -85,7 +85,10 @@ def load_model(settings: Settings) -> LongVU:
     device = resolve_device(settings.device)
     dtype = None if settings.dtype == "auto" else DTYPES[settings.dtype]
     checkpoint = settings.checkpoint or demo_checkpoint(settings.demo_dir)
-    return load_longvu(checkpoint, settings.siglip, settings.dino, device=device, dtype=dtype)
+    model = load_longvu(checkpoint, settings.siglip, settings.dino, device=device, dtype=dtype,
+                        weights=settings.llm_weights)
+    log.info("LLM weights %s (LONGVU_LLM_WEIGHTS): %.2f GiB", model.weights, module_bytes(model.llm) / GIB)
+    return model
 
 
 def build_store(settings: Settings, model: LongVU) -> Store:
@@ -98,9 +101,13 @@ def build_store(settings: Settings, model: LongVU) -> Store:
     return MemoryStore(settings.memory_cache_bytes, settings.cache_ttl_s)
 
 
+def module_bytes(*modules: torch.nn.Module) -> int:
+    """Parameters and buffers (int8 weights are buffers)."""
+    return sum(t.numel() * t.element_size() for m in modules for t in (*m.parameters(), *m.buffers()))
+
+
 def loaded_bytes(model: LongVU) -> int:
-    modules = (model.llm, model.connector, model.towers.siglip, model.towers.dino)
-    return sum(p.numel() * p.element_size() for m in modules for p in m.parameters())
+    return module_bytes(model.llm, model.connector, model.towers.siglip, model.towers.dino)
 
 
 def kv_slots(settings: Settings, model: LongVU, device_memory: tuple[int, int] | None = None) -> int:
@@ -115,7 +122,8 @@ def kv_slots(settings: Settings, model: LongVU, device_memory: tuple[int, int] |
     on_device = device_memory is not None
     card, held = device_memory or (os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), loaded_bytes(model))
     plan = sizing(model.llm.config, model.dtype, card, settings.gpu_memory_fraction, held,
-                  model.config.tokenizer_model_max_length, settings.max_new_tokens, settings.prefill_tokens)
+                  model.config.tokenizer_model_max_length, settings.max_new_tokens, settings.prefill_tokens,
+                  settings.prefix_cache)
     log.info("KV slots: %s", plan.explain())
     if not on_device:
         return settings.max_running
@@ -133,7 +141,7 @@ def build_decoding(settings: Settings, model: LongVU, metrics: Metrics) -> Decod
     if settings.llm_url:
         return RemoteDecoding(settings, model, metrics)
     return LocalDecoding(model, metrics, kv_slots(settings, model), settings.max_new_tokens, settings.prefill_tokens,
-                         settings.cuda_graphs)
+                         settings.cuda_graphs, settings.prefix_cache)
 
 
 def watch_scorer(settings: Settings, engine: Engine, metrics: Metrics, scoring: Scoring) -> Score | None:

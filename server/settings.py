@@ -33,6 +33,10 @@ class Settings(BaseSettings):
         "auto", description="where frames are padded, resized and normalised for the towers: auto (device on a "
         "GPU, host on CPU), host (PIL; for GPUs with weak float64, such as L4 and A10) or device (the same bits)")
 
+    llm_weights: Literal["float", "int8"] = Field(
+        "float", description="the language model's linear layers: float (the model dtype) or int8 (weight-only, "
+        "per output channel: half the bytes per token and on the card; the towers stay float)")
+
     # Answers. No LLM URL: decoded here, on our device.
     llm_url: str | None = Field(None, description="an OpenAI-compatible base URL ending in /v1 (e.g. vLLM "
                                 "started with --enable-prompt-embeds) that generates the answers from our "
@@ -102,6 +106,9 @@ class Settings(BaseSettings):
     max_running: int = Field(16, ge=1, description="questions answering at once: KV slots, the decode batch")
     max_new_tokens: int = Field(4096, ge=1, le=32768, description="the most tokens a question may ask for "
                                 "(sizes the KV slots)")
+    prefix_cache: int = Field(2, ge=0, description="prompts kept on the device with their keys and values, so "
+                              "that a question about a video asked about lately skips prefilling the video (0: "
+                              "none; each takes a prompt's KV, sized with the slots)")
     prefill_tokens: int = Field(8192, ge=16, description="prompt positions one prefill pass may pack while "
                                 "answers are running: bounds how long they stall (with none running, "
                                 "a prompt is never cut)")

@@ -17,6 +17,7 @@ from models.build import BuiltInputs
 from models.generate import default_stop_ids
 from models.model import LongVU
 from models.sampling import SamplingParams, generator_for
+from models.sizing import slot_positions
 from server.asks import Ask
 from server.metrics import Metrics
 from server.scoring import WindowScore
@@ -26,10 +27,11 @@ log = logging.getLogger("longvu.engine")
 
 class LocalDecoding:
     def __init__(self, model: LongVU, metrics: Metrics, max_running: int, max_new_tokens: int,
-                 prefill_tokens: int, cuda_graphs: bool) -> None:
+                 prefill_tokens: int, cuda_graphs: bool, prefix_cache: int = 0) -> None:
         self.model, self.metrics = model, metrics
-        length = model.config.tokenizer_model_max_length + max_new_tokens + 1
-        self.batch = ContinuousBatch(model, max_running, length, prefill_tokens, cuda_graphs)
+        max_prompt = model.config.tokenizer_model_max_length
+        self.batch = ContinuousBatch(model, max_running, slot_positions(max_prompt, max_new_tokens), prefill_tokens,
+                                     cuda_graphs, prefix_entries=prefix_cache, max_prompt=max_prompt)
         self._owners: dict[Sequence, Ask | WindowScore] = {}
         self._fallbacks = 0  # graph fallbacks already counted
         self.unavailable: str | None = None
@@ -63,6 +65,8 @@ class LocalDecoding:
             self._fail(owner, exc)
             return
         self._owners[seq] = owner
+        self.metrics.prefix_positions.labels("reused").inc(seq.shared[1])
+        self.metrics.prefix_positions.labels("prefilled").inc(seq.prompt_len - seq.shared[1])
 
     def round(self) -> None:
         for seq, ask in list(self._owners.items()):

@@ -31,7 +31,8 @@ async def readyz(request: Request) -> dict:
         raise ApiError(503, "llm_unavailable", svc.engine.decoding.unavailable)
     if not await svc.store.ping():
         raise ApiError(503, "cache_unavailable", "the cache is unreachable")
-    return {"status": "ready", "model": svc.model.config.model_type, "fingerprint": svc.model.fingerprint}
+    return {"status": "ready", "model": svc.model.config.model_type, "fingerprint": svc.model.fingerprint,
+            "llm_weights": svc.model.weights}
 
 
 @router.get("/metrics")

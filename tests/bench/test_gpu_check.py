@@ -41,7 +41,7 @@ def test_a_step_that_times_out_has_its_whole_group_killed(tmp_path: Path) -> Non
 
 def test_the_smoke_run_fills_every_row() -> None:
     """The whole check on the CPU at --layers 1: the tests, the released-shape answer bench
-    (bench/answer.py --layers 1), answers during an ingest, the ingest bench, and the table."""
+    (bench/answer.py --layers 1, float and int8 weights), answers during an ingest, the ingest bench, and the table."""
     done = subprocess.run([sys.executable, "bench/gpu_check.py", "--smoke"], cwd=ROOT, capture_output=True,
                           text=True, timeout=1500)
     out = done.stdout + done.stderr
@@ -49,10 +49,12 @@ def test_the_smoke_run_fills_every_row() -> None:
     table = out[out.rindex("| check | figure | target |"):]
     rows = [line for line in table.splitlines() if line.startswith("| ")][1:]  # below the header
     checks = [line.split("|")[1].strip() for line in rows]
-    assert checks[:6] == ["tests", "answers, 1 at once", "answers, 2 at once", "CUDA graphs", "Triton compiles",
-                          "answers' peak memory"]
+    assert checks[:11] == ["tests"] + [row.format(weights) for weights in ("float16", "int8 weights") for row in (
+        "answers, 1 at once, {}", "answers, 2 at once, {}", "CUDA graphs, {}", "Triton compiles, {}",
+        "answers' peak memory, {}")]
     assert "an answer during an ingest" in checks and "an ingest during an answer" in checks
     assert sum(c.startswith("ingest ") for c in checks) == 3  # 720p, 4K, 8K
     assert not any("missing" in row or "FAILED" in row for row in rows), table
     assert "Qwen2-7B, SigLIP so400m, DINOv2-giant shapes, 1 layer(s) a stack" in out
+    assert "LLM weights int8" in out
     assert "Triton variants compiled: 0 at warm-up, 0 after" in out

@@ -24,3 +24,13 @@ def test_qwen2_7b_keys_and_values_per_position_and_answer() -> None:
     roomy = sizing(qwen, torch.float16, 80 * GIB, 0.9, 18 * GIB, 8192, 4096, 8192)
     assert roomy.slots == 77 and "77 answers fit" in roomy.explain()  # (72 - 18 - 3.2) GiB / 0.656 GiB
     roomy.check()
+
+
+def test_the_prefix_cache_is_sized_with_the_slots() -> None:
+    """Each entry holds a full prompt's keys and values and its embeddings."""
+    qwen = Qwen2Config(**{k: v for k, v in QWEN2_7B.items() if k != "vision_hidden_size"})
+    plain = sizing(qwen, torch.float16, 80 * GIB, 0.9, 18 * GIB, 8192, 4096, 8192)
+    cached = sizing(qwen, torch.float16, 80 * GIB, 0.9, 18 * GIB, 8192, 4096, 8192, prefix_entries=2)
+    assert cached.prefix_bytes == 2 * 8192 * (57_344 + 3584 * 2)  # 0.49 GiB an entry
+    assert cached.budget_bytes == plain.budget_bytes - cached.prefix_bytes
+    assert cached.slots == 75 and "0.98 GiB of prefix cache" in cached.explain()  # (50.80 - 0.98) / 0.656

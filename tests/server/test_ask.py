@@ -13,7 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+import torch
 
+from models.int8 import Int8Linear
 from tests.conftest import server_settings
 from tests.harness import ServerThread
 from tests.videos import write_video
@@ -297,3 +299,46 @@ def test_a_time_range_question_uses_only_that_range(app_server: ServerThread, vi
         assert bad.status_code == 422 and bad.json()["error"]["code"] == code, bounds
     negative = ask(app_server, video_id, stream=False, start_s=-1)
     assert negative.status_code == 422 and negative.json()["error"]["code"] == "invalid_request"
+
+
+def test_an_answer_with_int8_weights(tiny_checkpoint: Path, redis_server, upload_dir: Path,  # type: ignore[no-untyped-def]
+                                     app_server: ServerThread, video_dir: Path) -> None:
+    """LONGVU_LLM_WEIGHTS=int8: the answer streams as with float weights, and greedy decoding
+    picks float's first token (later ones may part: the tiny model's logits are nearly flat)."""
+    video = write_video(video_dir / "int8.mp4", seconds=4, fps=2, seed=37)
+    server = ServerThread(server_settings(tiny_checkpoint, redis_server.url, upload_dir, llm_weights="int8")).start()
+    try:
+        with server.client() as client:
+            ready = client.get("/readyz").json()
+            assert ready["llm_weights"] == "int8"
+            assert ready["fingerprint"] == app_server.services.model.fingerprint  # the cached videos stay shared
+        assert all(isinstance(m, Int8Linear) for m in server.services.model.llm.modules()
+                   if isinstance(m, (torch.nn.Linear, Int8Linear)))
+        video_id = upload_ready(server, video)
+        with server.client() as client:
+            with client.stream("POST", f"/videos/{video_id}/ask",
+                               json={**QUESTION, "ignore_eos": True, "temperature": 0}) as response:
+                events = list(sse_events(response))
+        assert [kind for kind, _ in events].count("token") >= 2 and events[-1][0] == "done"
+        done = events[-1][1]
+        assert done["usage"]["completion_tokens"] == 12
+        reference = ask(app_server, video_id, stream=False, ignore_eos=True, temperature=0).json()
+        assert done["usage"]["prompt_tokens"] == reference["usage"]["prompt_tokens"]
+        assert done["answer"].split()[0] == reference["answer"].split()[0]
+    finally:
+        server.stop()
+
+
+def test_a_second_question_about_a_video_skips_prefilling_it(app_server: ServerThread, video_dir: Path) -> None:
+    """The prefix cache (LONGVU_PREFIX_CACHE): the next question's prompt takes the video's
+    keys and values from the last one; only the question's own positions are prefilled."""
+    video_id = upload_ready(app_server, write_video(video_dir / "prefix.mp4", seconds=5, fps=2, seed=38))
+    first = ask(app_server, video_id, stream=False, question="What is in the room?").json()
+    reused = metric(app_server, 'longvu_prompt_positions_total{source="reused"}')
+    prefilled = metric(app_server, 'longvu_prompt_positions_total{source="prefilled"}')
+    second = ask(app_server, video_id, stream=False, question="Which colours change?").json()
+    prompt = second["usage"]["prompt_tokens"]
+    assert prompt > first["usage"]["prompt_tokens"] - 8  # much the same prompt
+    took = metric(app_server, 'longvu_prompt_positions_total{source="reused"}') - reused
+    assert prompt - 48 < took < prompt  # all but the question and the turn around it
+    assert metric(app_server, 'longvu_prompt_positions_total{source="prefilled"}') - prefilled == prompt - took

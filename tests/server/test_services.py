@@ -14,16 +14,18 @@ from server.settings import Settings
 
 # The tiny model in float32: 2 layers x 1 KV head x 32 dims, keys and values: 512 bytes a
 # position; a slot of 8192 + 4096 + 1 positions; a prefill pass of 8192 positions of
-# 6 x 64 + 3 x 128 floats, and an ingest step of 2 GiB.
+# 6 x 64 + 3 x 128 floats, and an ingest step of 2 GiB; two prefix cache entries of 8192
+# positions' keys, values and 64-float embeddings.
 SLOT = (8192 + 4096 + 1) * 512
-WORKING = 8192 * (6 * 64 + 3 * 128) * 4 + 2 * GIB
+WORKING = 8192 * (6 * 64 + 3 * 128) * 4 + 2 * GIB + 2 * 8192 * (512 + 64 * 4)
 
 
 def test_a_card_gets_the_slots_that_fit(model: LongVU) -> None:
     expected = (int(10 * GIB * 0.9) - GIB - WORKING) // SLOT
-    assert expected == 1019  # 5.98 GiB / 6.0 MiB
+    assert expected == 1017  # 5.97 GiB / 6.0 MiB
     assert kv_slots(Settings(), model, device_memory=(10 * GIB, GIB)) == expected
     assert kv_slots(Settings(max_running=4), model, device_memory=(10 * GIB, GIB)) == 4  # set: at most that
+    assert kv_slots(Settings(prefix_cache=0), model, device_memory=(10 * GIB, GIB)) == 1019
     assert kv_slots(Settings(gpu_memory_fraction=0.5), model, device_memory=(10 * GIB, GIB)) == \
         (5 * GIB - GIB - WORKING) // SLOT
 

@@ -1,0 +1,72 @@
+"""Prompts kept on the device, so that questions about one video skip prefilling the video
+(what vLLM's automatic prefix caching does, for our contiguous KV slots).
+
+Questions about one video share their prompt up to the question: the chat template's
+opening and the video's tokens, thousands of positions. Each entry holds one prompt's
+input embeddings and every layer's keys and values for them. A new prompt is compared
+with each entry on the device: the longest common prefix of their embeddings, exactly.
+The best entry's keys and values for that prefix are copied into the question's slot, and
+only the rest of the prompt is prefilled, attending to them as a chunked prompt's
+continuation does. A position's keys and values depend only on the embeddings up to it, so
+they are the ones a full prefill computes. An answered prompt is stored once prefilled: in
+the entry it shares most of itself with (the same video: the entry keeps its prefix), else
+in the least recently used one.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from models.kv_cache import SlotCache
+
+
+class PrefixCache:
+    def __init__(self, entries: int, like: SlotCache, length: int, hidden: int, dtype: torch.dtype) -> None:
+        shape = (entries, like.keys[0].shape[1], length, like.keys[0].shape[3])
+        device = like.keys[0].device
+        self.keys = [torch.zeros(shape, dtype=t.dtype, device=device) for t in like.keys]
+        self.values = [torch.zeros(shape, dtype=t.dtype, device=device) for t in like.values]
+        self.embeds = torch.zeros(entries, length, hidden, dtype=dtype, device=device)
+        self.length = length
+        self.stored = [0] * entries  # positions each entry holds
+        self.last_used = [0] * entries  # when each was last stored (a video asked about again is stored again)
+        self._clock = 0
+
+    def match(self, embeds: torch.Tensor) -> tuple[int, int]:
+        """(entry, positions): the entry sharing the longest prefix with the prompt `embeds`
+        [L, H], and how long, at most L - 1 (the last position is prefilled for its logits);
+        (-1, 0) when none shares any."""
+        best, limit = (-1, 0), embeds.shape[0] - 1
+        for entry, stored in enumerate(self.stored):
+            n = min(stored, limit)
+            if n <= best[1]:
+                continue
+            differs = (self.embeds[entry, :n] != embeds[:n].to(self.embeds.device)).any(dim=-1)
+            common = int(torch.where(differs.any(), differs.int().argmax(), n))  # one wait on the device
+            if common > best[1]:
+                best = (entry, common)
+        return best
+
+    def load(self, entry: int, positions: int, cache: SlotCache, slot: int) -> None:
+        """Copy the entry's first `positions` keys and values into `slot`."""
+        for ours, theirs in ((self.keys, cache.keys), (self.values, cache.values)):
+            for stored, slots in zip(ours, theirs, strict=True):
+                slots[slot, :, :positions].copy_(stored[entry, :, :positions])
+
+    def store(self, embeds: torch.Tensor, cache: SlotCache, slot: int, shared: tuple[int, int]) -> None:
+        """Keep the prompt `embeds` whose keys and values `slot` holds. `shared`: what `match`
+        found for it; an entry that held over half of it is this prompt's, else the least
+        recently used one is taken."""
+        n = embeds.shape[0]
+        if n > self.length:
+            return
+        entry, common = shared
+        if entry < 0 or 2 * common < n:
+            entry = min(range(len(self.stored)), key=self.last_used.__getitem__)
+        for ours, theirs in ((self.keys, cache.keys), (self.values, cache.values)):
+            for stored, slots in zip(ours, theirs, strict=True):
+                stored[entry, :, :n].copy_(slots[slot, :, :n])
+        self.embeds[entry, :n].copy_(embeds)
+        self.stored[entry] = n
+        self._clock += 1
+        self.last_used[entry] = self._clock
