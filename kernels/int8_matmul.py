@@ -22,9 +22,9 @@ import triton.language as tl
 
 from kernels.dispatch import Backend, use_triton
 
-BLOCK_M = 16  # tl.dot's smallest tile: a decode step's rows fit in one
-BLOCK_N = 64
+BLOCK_M = 16  # tl.dot's smallest tile: a decode step's rows fit in one (one variant for every row count)
 BLOCK_K = 128
+PROGRAMS = 256  # enough programs in flight to stream the weights: narrower column blocks for small layers
 FEW_ROWS = 64  # at most this many rows read the int8 weight directly; more dequantise it once
 
 
@@ -62,15 +62,21 @@ def _int8_matmul_kernel(x_ptr, w_ptr, scale_ptr, out_ptr, m, n, k, stride_x, str
              out.to(out_ptr.dtype.element_ty), mask=r_ok[:, None] & c_ok[None, :])
 
 
+def block_columns(n: int) -> int:
+    """16 to 64 output channels a program: the layer's width alone decides (one variant a layer)."""
+    return min(64, max(16, triton.next_power_of_2(triton.cdiv(n, PROGRAMS))))
+
+
 def int8_matmul_triton(x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     m, k = x.shape
     n = qweight.shape[0]
     x = x if x.stride(-1) == 1 else x.contiguous()
     out = torch.empty(m, n, dtype=x.dtype, device=x.device)
-    grid = (triton.cdiv(n, BLOCK_N), triton.cdiv(m, BLOCK_M))
+    block_n = block_columns(n)
+    grid = (triton.cdiv(n, block_n), triton.cdiv(m, BLOCK_M))
     precision = "ieee" if x.dtype == torch.float32 else "tf32"
     _int8_matmul_kernel[grid](x, qweight, scale, out, m, n, k, x.stride(0), out.stride(0), BLOCK_M=BLOCK_M,
-                              BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K, PRECISION=precision)
+                              BLOCK_N=block_n, BLOCK_K=BLOCK_K, PRECISION=precision)
     return out
 
 

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from kernels import dino_prune, stc
+from kernels import dino_prune, int8_matmul, stc
 
 KERNELS = {
     "dino_prune.gram_part": dino_prune._gram_part_kernel,
     "dino_prune.window_scores": dino_prune._window_scores_kernel,
     "stc.keep": stc._stc_keep_kernel,
     "stc.compact": stc._compact_kernel,
+    "int8_matmul": int8_matmul._int8_matmul_kernel,
 }
-# Arguments fixed by the checkpoint (a tower's or the LLM's width) or floats (never specialised).
-FIXED_BY_MODEL = frozenset({"dim", "n_parts", "threshold"})
+# Arguments fixed by the checkpoint (a tower's or the LLM's width: an int8 layer's n and k,
+# the row strides of its contiguous input and output) or floats (never specialised).
+FIXED_BY_MODEL = frozenset({"dim", "n_parts", "threshold", "n", "k", "stride_x", "stride_out"})
 
 
 def argument_names(kernel: Any) -> list[str]:

@@ -8,9 +8,9 @@ with each entry on the device: the longest common prefix of their embeddings, ex
 The best entry's keys and values for that prefix are copied into the question's slot, and
 only the rest of the prompt is prefilled, attending to them as a chunked prompt's
 continuation does. A position's keys and values depend only on the embeddings up to it, so
-they are the ones a full prefill computes. An answered prompt is stored once prefilled: in
-the entry it shares most of itself with (the same video: the entry keeps its prefix), else
-in the least recently used one.
+they are the ones a full prefill computes. Only a prefix of at least half the prompt is
+taken. An answered prompt is stored once prefilled: in the entry it took its prefix from
+(the same video: the entry keeps that prefix), else in the least recently stored one.
 """
 
 from __future__ import annotations
@@ -35,15 +35,18 @@ class PrefixCache:
     def match(self, embeds: torch.Tensor) -> tuple[int, int]:
         """(entry, positions): the entry sharing the longest prefix with the prompt `embeds`
         [L, H], and how long, at most L - 1 (the last position is prefilled for its logits);
-        (-1, 0) when none shares any."""
-        best, limit = (-1, 0), embeds.shape[0] - 1
+        (-1, 0) when none shares at least half the prompt. A shorter prefix (the template's
+        opening before another video) is not worth taking: the rest of the prompt would
+        prefill as a continuation, through masked attention over the slot, which is slower
+        than one causal pass over the whole prompt."""
+        best, need = (-1, 0), (embeds.shape[0] + 1) // 2
         for entry, stored in enumerate(self.stored):
-            n = min(stored, limit)
-            if n <= best[1]:
+            n = min(stored, embeds.shape[0] - 1)
+            if n < max(need, best[1] + 1):
                 continue
             differs = (self.embeds[entry, :n] != embeds[:n].to(self.embeds.device)).any(dim=-1)
             common = int(torch.where(differs.any(), differs.int().argmax(), n))  # one wait on the device
-            if common > best[1]:
+            if common >= max(need, best[1] + 1):
                 best = (entry, common)
         return best
 
@@ -55,14 +58,12 @@ class PrefixCache:
 
     def store(self, embeds: torch.Tensor, cache: SlotCache, slot: int, shared: tuple[int, int]) -> None:
         """Keep the prompt `embeds` whose keys and values `slot` holds. `shared`: what `match`
-        found for it; an entry that held over half of it is this prompt's, else the least
-        recently used one is taken."""
-        n = embeds.shape[0]
-        if n > self.length:
+        found for it; the entry it shared half of itself with is this prompt's (the same
+        video), else the least recently stored one is taken."""
+        if embeds.shape[0] > self.length:
             return
-        entry, common = shared
-        if entry < 0 or 2 * common < n:
-            entry = min(range(len(self.stored)), key=self.last_used.__getitem__)
+        entry = shared[0] if shared[0] >= 0 else min(range(len(self.stored)), key=self.last_used.__getitem__)
+        n = embeds.shape[0]
         for ours, theirs in ((self.keys, cache.keys), (self.values, cache.values)):
             for stored, slots in zip(ours, theirs, strict=True):
                 stored[entry, :, :n].copy_(slots[slot, :, :n])

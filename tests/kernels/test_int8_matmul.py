@@ -23,7 +23,8 @@ def _close(out: torch.Tensor, ref: torch.Tensor, dtype: torch.dtype) -> None:
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize(("m", "n", "k"), [(1, 64, 128), (3, 37, 200), (16, 130, 33), (17, 5, 257), (64, 96, 64)])
+@pytest.mark.parametrize(("m", "n", "k"), [(1, 64, 128), (3, 37, 200), (16, 130, 33), (17, 5, 257), (64, 96, 64),
+                                           (3, 5000, 70), (2, 17000, 40)])  # 32 and 64 columns a program
 def test_matches_reference(device: str, dtype: torch.dtype, m: int, n: int, k: int) -> None:
     x, qweight, scale = _operands(m, n, k, dtype, device, seed=m * 1000 + n + k)
     _close(int8_matmul_triton(x, qweight, scale), int8_matmul_reference(x, qweight, scale), dtype)
