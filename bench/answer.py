@@ -52,12 +52,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.released import QWEN2_7B, bench_model  # noqa: E402
 from kernels.specialization import compiled_variants  # noqa: E402
 from models.build import build_inputs  # noqa: E402
-from models.encode import encode_video  # noqa: E402
-from models.encoded import EncodedVideo  # noqa: E402
-from models.frames import Frame  # noqa: E402
+from models.language.sampling import SamplingParams  # noqa: E402
 from models.model import LongVU  # noqa: E402
-from models.sampling import SamplingParams  # noqa: E402
-from models.tower_steps import TimedSteps  # noqa: E402
+from models.vision.encode import encode_video  # noqa: E402
+from models.vision.encoded import EncodedVideo  # noqa: E402
+from models.vision.frames import Frame  # noqa: E402
+from models.vision.tower_steps import TimedSteps  # noqa: E402
 from server.asks import Ask  # noqa: E402
 from server.decoding import Decoding  # noqa: E402
 from server.decoding.local import LocalDecoding  # noqa: E402

@@ -31,9 +31,9 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path)
     args = parser.parse_args()
 
-    from models.encode import encode_video
-    from models.frames import sample_frames
     from models.model import load_longvu
+    from models.vision.encode import encode_video
+    from models.vision.frames import sample_frames
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="longvu-cache-size-"))
     workdir.mkdir(parents=True, exist_ok=True)

@@ -42,9 +42,9 @@ def write_blocks_video(path: Path, minutes: int, width: int = 320, height: int =
 
 
 def child(video: str, checkpoint: str) -> None:
-    from models.encode import encode_video
-    from models.frames import sample_frames
     from models.model import load_longvu
+    from models.vision.encode import encode_video
+    from models.vision.frames import sample_frames
 
     model = load_longvu(checkpoint, device="cpu")
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

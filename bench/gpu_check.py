@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TESTS = ["tests/kernels", "tests/models/test_preprocess.py", "tests/models/test_kernel_paths.py",
-         "tests/models/test_batching.py", "tests/models/test_attention.py"]
+TESTS = ["tests/kernels", "tests/models/vision/test_preprocess.py", "tests/models/test_kernel_paths.py",
+         "tests/models/language/test_batching.py", "tests/models/language/test_attention.py"]
 
 
 @dataclass

@@ -9,7 +9,7 @@ Three ways over the same cache and window mask, each timed over several runs (me
   decode path a masked step takes in transformers before 5.x's single-query packing, and
   our continued prefill pieces on main);
 - transformers' `sdpa_attention_forward` as installed (what decode called on main);
-- ours, `models.attention.grouped_attention` (query heads folded onto their KV head).
+- ours, `models.language.attention.grouped_attention` (query heads folded onto their KV head).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward  # noqa: E402
 
-from models.attention import grouped_attention  # noqa: E402
+from models.language.attention import grouped_attention  # noqa: E402
 
 
 def timed(fn, runs: int, device: torch.device) -> float:  # type: ignore[no-untyped-def]

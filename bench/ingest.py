@@ -81,8 +81,8 @@ def build_model(tiny: bool, layers: int | None):  # type: ignore[no-untyped-def]
 
 
 def child(video: str, tiny: bool, layers: int | None) -> None:
-    from models import encode
-    from models.encode import BATCH_BYTES, encode_video
+    from models.vision import encode
+    from models.vision.encode import BATCH_BYTES, encode_video
     from server.ingest.decode import Decoder
     from server.ingest.probe import probe
     from server.ingest.read_ahead import read_ahead

@@ -4,8 +4,8 @@
     python bench/int8.py --layers 1 2 4  # more decoder layers of the 7B's widths (about 10 s a layer on 2 cores)
 
 Each row runs one prompt of random tokens through the float model and through its int8 copy
-(`models.int8`, as LONGVU_LLM_WEIGHTS=int8 loads it) and compares the logits at every
-position (`models.int8.agreement`): how often the greedy token is the same, the same where
+(`models.language.int8`, as LONGVU_LLM_WEIGHTS=int8 loads it) and compares the logits at every
+position (`models.language.int8.agreement`): how often the greedy token is the same, the same where
 float's top token leads by at least 0.2 of that position's logit spread, and the cosine
 similarity of the logits. Random weights, nothing downloaded.
 """
@@ -24,7 +24,7 @@ from transformers import Qwen2Config, Qwen2ForCausalLM
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.released import QWEN2_7B  # noqa: E402
-from models.int8 import Agreement, agreement, quantize_linears  # noqa: E402
+from models.language.int8 import Agreement, agreement, quantize_linears  # noqa: E402
 from models.model import load_longvu  # noqa: E402
 from models.tiny import write_tiny_checkpoint  # noqa: E402
 

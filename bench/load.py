@@ -92,11 +92,11 @@ def upload(url: str, video: Path) -> str:
 
 def in_process_ttft(checkpoint: str, video: Path, repeat: int = 20) -> float:
     from models.build import build_inputs
-    from models.encode import encode_video
-    from models.frames import sample_frames
-    from models.generate import generate_ids
+    from models.language.generate import generate_ids
+    from models.language.sampling import SamplingParams
     from models.model import load_longvu
-    from models.sampling import SamplingParams
+    from models.vision.encode import encode_video
+    from models.vision.frames import sample_frames
 
     model = load_longvu(checkpoint, device="cpu")
     encoded = encode_video(model, sample_frames(video))

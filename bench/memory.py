@@ -9,7 +9,7 @@ and the same towers), nothing downloaded. int8 weight-only: each linear layer's 
 one byte with a float32 scale per output row, embeddings in float16 (a tied head gets
 its own int8 copy). KV bytes: keys and
 values of every layer for one position (float16); a full-length answer holds 8192 prompt
-positions, 4096 new tokens and a scratch position. Answers that fit: `models.sizing` with
+positions, 4096 new tokens and a scratch position. Answers that fit: `models.language.sizing` with
 LONGVU_GPU_MEMORY_FRACTION 0.9 and the prefix cache's two entries, as the server sizes its
 slots at start-up. The ingest
 working set is an estimate: a tower step of 64 frames (DINOv2-giant's activations, the
@@ -38,10 +38,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.released import DINOV2_GIANT, QWEN2_7B, SIGLIP_SO400M  # noqa: E402
 from models.config import LongVUConfig  # noqa: E402
-from models.connector import Connector  # noqa: E402
-from models.int8 import quantize_linears  # noqa: E402
-from models.sizing import GIB, kv_bytes_per_position, prefix_entry_bytes, sizing, slot_positions  # noqa: E402
+from models.language.int8 import quantize_linears  # noqa: E402
+from models.language.sizing import GIB, kv_bytes_per_position, prefix_entry_bytes, sizing, slot_positions  # noqa: E402
 from models.tiny import LONGVU_CONFIG  # noqa: E402
+from models.vision.connector import Connector  # noqa: E402
 
 LLAMA_3B = dict(hidden_size=3072, intermediate_size=8192, num_hidden_layers=28, num_attention_heads=24,
                 num_key_value_heads=8, head_dim=128, vocab_size=128256, tie_word_embeddings=True)
@@ -57,7 +57,7 @@ def on_meta(build):  # type: ignore[no-untyped-def]
 
 
 def weight_bytes(model: torch.nn.Module, int8: bool) -> int:
-    """float16, or int8 weight-only (`models.int8`): linear weights a byte each plus a
+    """float16, or int8 weight-only (`models.language.int8`): linear weights a byte each plus a
     float32 scale a row. A head tied to the embedding is one tensor in float16 and its own
     int8 copy in int8."""
     total, seen = 0, set()

@@ -33,9 +33,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.released import bench_model  # noqa: E402
-from models.encoded import EncodedVideo  # noqa: E402
-from models.sampling import SamplingParams  # noqa: E402
-from models.yes_no import YesNo, question  # noqa: E402
+from models.language.sampling import SamplingParams  # noqa: E402
+from models.language.yes_no import YesNo, question  # noqa: E402
+from models.vision.encoded import EncodedVideo  # noqa: E402
 from server.asks import Ask  # noqa: E402
 from server.decoding.local import LocalDecoding  # noqa: E402
 from server.engine import Engine  # noqa: E402

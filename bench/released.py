@@ -13,11 +13,11 @@ import torch
 from transformers import Dinov2Config, Dinov2Model, SiglipVisionConfig, SiglipVisionModel
 
 from models.config import LongVUConfig
-from models.connector import Connector
-from models.int8 import Weights, quantize_linears
+from models.language.int8 import Weights, quantize_linears
 from models.model import LongVU, default_dtype, llm_classes, llm_config, load_longvu
 from models.tiny import write_tiny_checkpoint
-from models.towers import VisionTowers
+from models.vision.connector import Connector
+from models.vision.towers import VisionTowers
 
 QWEN2_7B = dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
                 num_key_value_heads=4, vocab_size=152064, vision_hidden_size=1024, max_window_layers=28)

@@ -1,6 +1,6 @@
 """The LongVU method's arithmetic (SPEC section 1): every count, budget, regime, threshold
 and cut, as plain functions of numbers. No tensors, no modules, no I/O: the stages
-(`models.encode`, `models.build`, the connector, the decoder) ask here and do the work.
+(`models.vision.encode`, `models.build`, the connector, the decoder) ask here and do the work.
 
 Two prompt lengths appear, as in the reference (`prepare_inputs_labels_for_multimodal`):
 `prompt_len` counts the prompt's ids with the video placeholder and decides pruning and

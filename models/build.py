@@ -14,9 +14,9 @@ import torch.nn.functional as F
 from kernels.stc import CHUNK, stc
 from models import arithmetic
 from models.arithmetic import Regime, cap_indices, unpad_extent
-from models.encoded import EncodedVideo
+from models.language.prompt import IMAGE_TOKEN_INDEX, Conversation, prompt_ids
 from models.model import LongVU
-from models.prompt import IMAGE_TOKEN_INDEX, Conversation, prompt_ids
+from models.vision.encoded import EncodedVideo
 
 
 class PromptTooLongError(ValueError):

@@ -19,10 +19,10 @@ import torch
 from safetensors.torch import save_file
 
 from models.build import build_inputs, compression_summary
-from models.encode import encode_video
-from models.frames import Frame, sample_frames
 from models.model import load_longvu
-from models.preprocess import DINO, SIGLIP
+from models.vision.encode import encode_video
+from models.vision.frames import Frame, sample_frames
+from models.vision.preprocess import DINO, SIGLIP
 
 
 def recording(frames: Iterable[Frame], siglip: list[torch.Tensor], dino: list[torch.Tensor]) -> Iterator[Frame]:

@@ -18,14 +18,15 @@ from transformers import (
 )
 from transformers.utils import logging as transformers_logging
 
-from models import attention, checkpoint
+from models import checkpoint
 from models.config import LongVUConfig
-from models.connector import Connector
-from models.int8 import Weights, quantize_linears
-from models.prompt import stop_token_ids
-from models.sampling import GenerationDefaults
-from models.staging import StagingPool
-from models.towers import DEFAULT_DINO, DEFAULT_SIGLIP, VisionTowers
+from models.language import attention
+from models.language.int8 import Weights, quantize_linears
+from models.language.prompt import stop_token_ids
+from models.language.sampling import GenerationDefaults
+from models.vision.connector import Connector
+from models.vision.staging import StagingPool
+from models.vision.towers import DEFAULT_DINO, DEFAULT_SIGLIP, VisionTowers
 
 CONNECTOR_PREFIX = "model."
 CONNECTOR_ROOTS = ("mm_projector", "vision_sampler_", "vision_query", "image_newline")
@@ -48,7 +49,7 @@ class LongVU:
     stop_ids: frozenset[int]  # end-of-turn tokens; read once, the vocabulary is large
     generation: GenerationDefaults  # the checkpoint's generation_config.json
     staging: StagingPool = field(default_factory=StagingPool)  # host blocks for frame uploads
-    weights: Weights = "float"  # the LLM's linear layers: in `dtype`, or int8 (`models.int8`)
+    weights: Weights = "float"  # the LLM's linear layers: in `dtype`, or int8 (`models.language.int8`)
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         return self.llm.get_input_embeddings()(ids.to(self.device))
@@ -59,7 +60,7 @@ def llm_classes(config: LongVUConfig) -> tuple[type, type]:
 
 
 def llm_config(config: LongVUConfig) -> LlamaConfig | Qwen2Config:
-    """The LLM's transformers config, running our attention (`models.attention`)."""
+    """The LLM's transformers config, running our attention (`models.language.attention`)."""
     config_cls, _ = llm_classes(config)
     fields = {k: v for k, v in config.raw.items() if k not in NOT_LLM_CONFIG}
     return config_cls(**fields, attn_implementation=attention.NAME)

@@ -32,8 +32,8 @@ from transformers import (
 )
 
 from models.config import LongVUConfig
-from models.connector import Connector
 from models.model import BUNDLED_DINO, BUNDLED_SIGLIP
+from models.vision.connector import Connector
 
 SEED = 0
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING
 from transformers import PreTrainedTokenizerBase
 
 from models.build import BuiltInputs, compression_summary
-from models.encoded import EncodedVideo
-from models.generate import Detokenizer
-from models.prompt import Conversation
-from models.sampling import SamplingParams
+from models.language.generate import Detokenizer
+from models.language.prompt import Conversation
+from models.language.sampling import SamplingParams
+from models.vision.encoded import EncodedVideo
 from server.metrics import Metrics
 from server.schemas import Answer, Compression, Timings, Usage
 

@@ -17,9 +17,9 @@ from collections.abc import Callable
 
 from starlette.concurrency import run_in_threadpool
 
-from models.encoded import EncodedVideo
-from models.prompt import prompt_ids
-from models.sampling import SamplingParams
+from models.language.prompt import prompt_ids
+from models.language.sampling import SamplingParams
+from models.vision.encoded import EncodedVideo
 from server.asks import Ask
 from server.engine import Overloaded
 from server.errors import ApiError

@@ -31,10 +31,10 @@ import torch
 
 from models import arithmetic
 from models.build import build_inputs
-from models.encode import encode_video
-from models.encoded import EncodedVideo
-from models.frames import Frame
 from models.model import LongVU
+from models.vision.encode import encode_video
+from models.vision.encoded import EncodedVideo
+from models.vision.frames import Frame
 from server.asks import Ask
 from server.decoding import Decoding
 from server.device_share import DeviceShare

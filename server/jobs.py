@@ -17,11 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from models.encode import BATCH_BYTES, DeviceStep, encode_video
-from models.encoded import EncodedVideo
-from models.frames import Frame
 from models.model import LongVU
-from models.tower_steps import TimedSteps
+from models.vision.encode import BATCH_BYTES, DeviceStep, encode_video
+from models.vision.encoded import EncodedVideo
+from models.vision.frames import Frame
+from models.vision.tower_steps import TimedSteps
 from server.cache.store import Store
 from server.errors import ApiError, CacheUnavailable, failure
 from server.ingest.decode import Decoder

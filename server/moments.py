@@ -3,7 +3,7 @@ question (`server.scoring`), each score an event as it comes, then the best wind
 
 A window's prompt is its frames' tokens (the time-range path: `EncodedVideo.window`) and
 the question built from the query; its score is P(yes) / (P(yes) + P(no)) over the first
-answer token, from one prefill (`models.yes_no`).
+answer token, from one prefill (`models.language.yes_no`).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 import time
 
-from models.encoded import EncodedVideo
-from models.yes_no import YesNo, question
+from models.language.yes_no import YesNo, question
+from models.vision.encoded import EncodedVideo
 from server.errors import ApiError
 from server.runs import Run
 from server.schemas import Moment, MomentsResult, MomentsTimings

@@ -2,7 +2,7 @@
 
 Each window is a `WindowScore`: the engine builds its inputs (the window's frames, the
 yes/no question) and hands it to the decoding, which scores it in a packed prefill pass
-beside other windows and prompts (`models.batching`). `WindowScorer` feeds one request's
+beside other windows and prompts (`models.language.batching`). `WindowScorer` feeds one request's
 windows to the engine a few at a time, so questions that arrive meanwhile are admitted
 between them, and gives back each score as it comes. Moments (and watches) build on it.
 """
@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING
 from transformers import PreTrainedTokenizerBase
 
 from models.build import BuiltInputs
-from models.encoded import EncodedVideo
-from models.sampling import SamplingParams
-from models.yes_no import YesNo
+from models.language.sampling import SamplingParams
+from models.language.yes_no import YesNo
+from models.vision.encoded import EncodedVideo
 from server.engine import Engine, Overloaded
 from server.metrics import Metrics
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 
+from models.language.sizing import GIB, sizing
 from models.model import LongVU, load_longvu
-from models.sizing import GIB, sizing
 from models.tiny import write_demo_checkpoint
 from server.cache.hot import HotVideos
 from server.cache.memory_store import MemoryStore

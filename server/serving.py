@@ -15,9 +15,9 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from models import arithmetic
-from models.encoded import EncodedFormatError, EncodedVideo
-from models.prompt import Conversation, prompt_ids
-from models.sampling import SamplingParams
+from models.language.prompt import Conversation, prompt_ids
+from models.language.sampling import SamplingParams
+from models.vision.encoded import EncodedFormatError, EncodedVideo
 from server.asks import Ask
 from server.engine import EngineDead, Overloaded
 from server.errors import ApiError, ShuttingDown

@@ -10,7 +10,7 @@ import asyncio
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
-from models.encoded import EncodedVideo
+from models.vision.encoded import EncodedVideo
 
 
 class HotVideos:

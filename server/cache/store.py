@@ -14,7 +14,7 @@ import logging
 import math
 from typing import Protocol
 
-from models.encoded import SCHEMA_VERSION
+from models.vision.encoded import SCHEMA_VERSION
 
 log = logging.getLogger("longvu.cache")
 

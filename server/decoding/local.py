@@ -1,4 +1,4 @@
-"""Answers decoded on our own device, in the engine's rounds (`models/batching.py`).
+"""Answers decoded on our own device, in the engine's rounds (`models/language/batching.py`).
 
 Each round: questions whose client left are dropped, one packed prefill pass runs over the
 waiting prompts, one decode step over the answering ones. A question is taken while a slot
@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from models.batching import ContinuousBatch, Emitted, Sequence
 from models.build import BuiltInputs
-from models.generate import default_stop_ids
+from models.language.batching import ContinuousBatch, Emitted, Sequence
+from models.language.generate import default_stop_ids
+from models.language.sampling import SamplingParams, generator_for
+from models.language.sizing import slot_positions
 from models.model import LongVU
-from models.sampling import SamplingParams, generator_for
-from models.sizing import slot_positions
 from server.asks import Ask
 from server.metrics import Metrics
 from server.scoring import WindowScore

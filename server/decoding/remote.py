@@ -27,7 +27,7 @@ import httpx
 import torch
 
 from models.build import BuiltInputs
-from models.generate import default_stop_ids
+from models.language.generate import default_stop_ids
 from models.model import LongVU
 from server.asks import Ask
 from server.metrics import Metrics

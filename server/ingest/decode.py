@@ -2,7 +2,7 @@
 
 A first pass reads the packets only (no decoding) to learn every frame's timestamp and
 where the keyframes are. From the timestamps alone we know exactly which frames are
-sampled (the first at or after each whole second, as `models.frames`). Then only the
+sampled (the first at or after each whole second, as `models.vision.frames`). Then only the
 groups of pictures that hold a sampled frame are decoded, each from its keyframe and
 only as far as its last sampled frame, and only sampled frames are converted to RGB.
 Non-reference H.264 pictures that are not sampled are never handed to the decoder
@@ -33,7 +33,7 @@ import av
 import numpy as np
 
 from models.arithmetic import FrameSampler, SamplingMode
-from models.frames import Frame
+from models.vision.frames import Frame
 from server.ingest.channel import Channel
 from server.ingest.errors import DecodeTimeout, NotAVideo, VideoTooLong
 from server.ingest.probe import VideoInfo, open_video

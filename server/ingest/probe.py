@@ -10,7 +10,7 @@ from pathlib import Path
 
 import av
 
-from models.frames import average_fps
+from models.vision.frames import average_fps
 from server.ingest.errors import IngestError, NotAVideo, VideoTooLarge, VideoTooLong
 from server.settings import Settings
 

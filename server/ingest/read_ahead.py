@@ -8,8 +8,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 
-from models.encode import frames_per_batch
-from models.frames import Frame
+from models.vision.encode import frames_per_batch
+from models.vision.frames import Frame
 from server.ingest.channel import Channel
 
 

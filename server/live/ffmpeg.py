@@ -16,7 +16,7 @@ from fractions import Fraction
 import av
 
 from models.arithmetic import FrameSampler
-from models.frames import Frame, frame_time
+from models.vision.frames import Frame, frame_time
 from server.ingest.errors import StreamGone
 from server.live.source import Piece, Resume
 from server.settings import Settings

@@ -18,9 +18,9 @@ import torch
 
 from kernels.dino_prune import WINDOW
 from models.arithmetic import always_prune_from
-from models.encode import BatchEncoder
-from models.encoded import EncodedVideo
-from models.frames import Frame
+from models.vision.encode import BatchEncoder
+from models.vision.encoded import EncodedVideo
+from models.vision.frames import Frame
 from server.cache.store import Store
 from server.live.source import LiveSource
 from server.metrics import Metrics

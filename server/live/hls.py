@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import m3u8
 
-from models.frames import Frame
+from models.vision.frames import Frame
 from server.ingest.client import GuardedClient
 from server.ingest.connect import Resolver, system_resolver
 from server.ingest.errors import BadPlaylist, FetchFailed, FetchTimeout, StreamGone, UrlUnreachable

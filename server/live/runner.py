@@ -16,9 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
-from models.encode import BatchEncoder, DeviceStep
 from models.model import LongVU
-from models.tower_steps import TowerSteps
+from models.vision.encode import BatchEncoder, DeviceStep
+from models.vision.tower_steps import TowerSteps
 from server.cache.store import Store
 from server.errors import ApiError, CacheUnavailable, failure
 from server.ingest.connect import Resolver, system_resolver

@@ -11,7 +11,7 @@ from fractions import Fraction
 import av
 
 from models.arithmetic import FrameSampler
-from models.frames import Frame, frame_time
+from models.vision.frames import Frame, frame_time
 from server.ingest.errors import IngestError, NotAVideo, VideoTooLarge
 from server.ingest.probe import ALLOWED_CODECS
 from server.settings import Settings

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from models.frames import Frame
+from models.vision.frames import Frame
 
 
 @dataclass(frozen=True)

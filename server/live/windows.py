@@ -6,7 +6,7 @@ import asyncio
 
 from models.arithmetic import always_prune_from
 from models.config import LongVUConfig
-from models.encoded import EncodedFormatError, EncodedVideo
+from models.vision.encoded import EncodedFormatError, EncodedVideo
 from server.cache.hot import HotVideos
 from server.cache.store import Store
 from server.errors import ApiError

@@ -14,7 +14,7 @@ from fastapi import Request
 from fastapi.sse import EventSourceResponse, format_sse_event
 from starlette.concurrency import run_in_threadpool
 
-from models.prompt import Turn
+from models.language.prompt import Turn
 from server.asks import Ask
 from server.errors import ApiError, as_api_error, openai_type
 from server.ingest.errors import IngestError

@@ -8,7 +8,7 @@ import time
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.sse import EventSourceResponse
 
-from models.yes_no import question
+from models.language.yes_no import question
 from server.chapters import LATEST, start_chapters
 from server.errors import ApiError
 from server.moments import clamp, start_moments, tile

@@ -21,8 +21,8 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from models.encoded import EncodedVideo
-from models.yes_no import question
+from models.language.yes_no import question
+from models.vision.encoded import EncodedVideo
 from server.cache.store import Store
 from server.live.follower import Stopped
 from server.metrics import Metrics

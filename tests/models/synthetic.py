@@ -2,8 +2,8 @@
 
 import torch
 
-from models.encoded import EncodedVideo
 from models.model import LongVU
+from models.vision.encoded import EncodedVideo
 
 
 def synthetic_encoded(

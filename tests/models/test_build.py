@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from models.build import PromptTooLongError, build_inputs, compress, query_select
-from models.prompt import prompt_ids
+from models.language.prompt import prompt_ids
 from tests.models.synthetic import synthetic_encoded
 
 QUESTION = "What happens in the video?"

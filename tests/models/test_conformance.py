@@ -18,11 +18,11 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from models.build import build_inputs
-from models.encode import encode_video
-from models.frames import sample_frames
-from models.preprocess import DINO, SIGLIP
-from models.prompt import prompt_ids
-from models.towers import legacy_position_embeddings
+from models.language.prompt import prompt_ids
+from models.vision.encode import encode_video
+from models.vision.frames import sample_frames
+from models.vision.preprocess import DINO, SIGLIP
+from models.vision.towers import legacy_position_embeddings
 
 GOLDEN = Path(__file__).parents[1] / "golden"
 TOLERANCE = 1e-4

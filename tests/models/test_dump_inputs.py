@@ -7,8 +7,8 @@ import torch
 from safetensors import safe_open
 
 from models.build import build_inputs
-from models.encode import encode_video
-from models.frames import sample_frames
+from models.vision.encode import encode_video
+from models.vision.frames import sample_frames
 
 
 def test_dump_inputs_writes_what_the_llm_receives(model, tiny_checkpoint: Path, short_video: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -8,9 +8,9 @@ import torch
 import kernels.dino_prune
 import kernels.stc
 from models.build import build_inputs
-from models.encode import encode_video
-from models.frames import sample_frames
 from models.model import load_longvu
+from models.vision.encode import encode_video
+from models.vision.frames import sample_frames
 from tests.models.synthetic import synthetic_encoded
 
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 import torch
 
-from models.int8 import Int8Linear
+from models.language.int8 import Int8Linear
 from tests.conftest import server_settings
 from tests.harness import ServerThread
 from tests.videos import write_video

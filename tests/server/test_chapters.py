@@ -93,7 +93,7 @@ def test_webvtt_cues_escape_what_would_break_them() -> None:
 
 
 def test_many_long_captions_are_cut_to_leave_the_video_half_the_context(app_server: ServerThread) -> None:
-    from models.prompt import prompt_ids
+    from models.language.prompt import prompt_ids
     from server.chapters import fitting_summary_question
     from server.schemas import Chapter
 

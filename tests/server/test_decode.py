@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from models.frames import sample_frames
+from models.vision.frames import sample_frames
 from server.ingest.decode import Decoder, index_packets, plan_runs, sampled_pts
 from server.ingest.probe import probe
 from server.settings import Settings

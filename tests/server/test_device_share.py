@@ -6,7 +6,7 @@ import asyncio
 import threading
 import time
 
-from models.sampling import SamplingParams
+from models.language.sampling import SamplingParams
 from server.asks import Ask
 from server.decoding.local import LocalDecoding
 from server.device_share import HALF_LIFE_S, DeviceShare

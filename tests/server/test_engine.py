@@ -175,13 +175,13 @@ def test_max_new_tokens_is_bounded_by_the_setting(server: ServerThread, video_id
 def test_the_warm_up_runs_the_ingest_path_too(model, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """The pruning kernel (and the towers) run once at start-up: the first upload does not
     pay their compilation on the engine thread."""
-    import models.encode
+    import models.vision.encode
     from server.decoding.local import LocalDecoding
     from server.metrics import Metrics
 
     pruned: list[int] = []
-    prune = models.encode.window_prune
-    monkeypatch.setattr(models.encode, "window_prune", lambda f, *a, **k: pruned.append(len(f)) or prune(f, *a, **k))
+    prune = models.vision.encode.window_prune
+    monkeypatch.setattr(models.vision.encode, "window_prune", lambda f, *a, **k: pruned.append(len(f)) or prune(f, *a, **k))
     metrics = Metrics()
     decoding = LocalDecoding(model, metrics, max_running=1, max_new_tokens=8, prefill_tokens=512, cuda_graphs=False)
     engine = Engine(model, metrics, decoding, max_queue=1)
@@ -197,7 +197,7 @@ def test_eager_decode_steps_are_counted(server: ServerThread, video_id: str,
     """The graphs' fallback path forced on the CPU (every shape failed to capture): each
     decode step of an answer counts in longvu_decode_graph_fallbacks_total, and the answer
     is the same as without graphs."""
-    from models.batching import DecodeGraphs
+    from models.language.batching import DecodeGraphs
 
     plain = ask(server, video_id, stream=False, ignore_eos=True).json()["answer"]
     batch = server.services.engine.decoding.batch

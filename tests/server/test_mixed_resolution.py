@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.encode import encode_video
+from models.vision.encode import encode_video
 from server.ingest.decode import Decoder
 from server.ingest.probe import probe
 from server.settings import Settings

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from models.build import build_inputs
-from models.encoded import EncodedVideo
+from models.language.yes_no import YesNo, question
 from models.model import LongVU
-from models.yes_no import YesNo, question
+from models.vision.encoded import EncodedVideo
 from server.errors import ApiError
 from server.moments import tile
 from tests.harness import ServerThread

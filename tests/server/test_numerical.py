@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from models.build import build_inputs
-from models.generate import generate_ids
+from models.language.generate import generate_ids
+from models.language.sampling import SamplingParams
 from models.model import load_longvu
-from models.sampling import SamplingParams
 from models.tiny import write_overflow_checkpoint
 from tests.conftest import server_settings
 from tests.harness import ServerThread

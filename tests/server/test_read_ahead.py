@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from models.encode import BATCH_BYTES, FRAMES_PER_BATCH, WINDOW, frames_per_batch
-from models.frames import Frame
+from models.vision.encode import BATCH_BYTES, FRAMES_PER_BATCH, WINDOW, frames_per_batch
+from models.vision.frames import Frame
 from server.ingest.read_ahead import read_ahead
 
 

@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
+from models.language.sizing import GIB, NotEnoughMemory
 from models.model import LongVU
-from models.sizing import GIB, NotEnoughMemory
 from server.services import kv_slots
 from server.settings import Settings
 

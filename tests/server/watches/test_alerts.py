@@ -7,8 +7,8 @@ import asyncio
 import json
 from dataclasses import replace
 
-from models.encoded import EncodedVideo
-from models.yes_no import question
+from models.language.yes_no import question
+from models.vision.encoded import EncodedVideo
 from server.cache.memory_store import MemoryStore
 from server.metrics import Metrics
 from server.watches.alerts import StreamWatches

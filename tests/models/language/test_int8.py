@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from models.int8 import QMAX, Int8Linear, agreement, quantize_linears
+from models.language.int8 import QMAX, Int8Linear, agreement, quantize_linears
 from models.model import LongVU, load_longvu
 
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 import torch
 
 from models.arithmetic import MAX_FRAMES, cap_indices
-from models.encoded import EncodedVideo
+from models.vision.encoded import EncodedVideo
 
 
 def window(first: int, keep: list[bool], pruned: bool) -> EncodedVideo:

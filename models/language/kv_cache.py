@@ -5,7 +5,8 @@ keeps its slot from prefill to its last token, so no step allocates or concatena
 Before each forward pass the caller says where the new keys go (`plan_prefill` or
 `plan_decode`); the attention layers then call `update`, the one method transformers
 asks of a cache when it is given ready masks. A prefill pass packs pieces of several
-prompts (`models.attention`), each written to its own slot.
+prompts, each written to its own slot; its plan (`PackedPrefill`) is defined here, and the
+attention layers (`models.language.attention`) read it.
 
 The last position of every slot is scratch: padding rows of a decode batch write there,
 so a bucketed decode never touches a slot's real tokens. A decode step reads only a window
@@ -14,12 +15,42 @@ of positions that holds every row's tokens, not the whole slot.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import torch
 
-if TYPE_CHECKING:
-    from models.attention import PackedPrefill
+
+@dataclass(frozen=True)
+class Piece:
+    """Positions [start, end) of the prompt in `slot`, at `offset` in the packed pass."""
+
+    slot: int
+    start: int
+    end: int
+    offset: int
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class PackedPrefill:
+    pieces: list[Piece]
+    cache: SlotCache
+
+    @property
+    def positions(self) -> torch.Tensor:
+        return torch.cat([torch.arange(p.start, p.end) for p in self.pieces])
+
+    @property
+    def last_positions(self) -> torch.Tensor:
+        """Where in the pass each piece ends (its logits give a finished prompt's first token)."""
+        return torch.tensor([p.offset + p.length - 1 for p in self.pieces])
+
+    def no_masks(self) -> dict[str, None]:
+        """transformers' ready-made mask mapping: none, so it builds no dense mask."""
+        return dict.fromkeys(("full_attention", "sliding_attention"))
 
 
 class SlotCache:
@@ -44,7 +75,7 @@ class SlotCache:
 
     def plan_prefill(self, packed: PackedPrefill) -> None:
         """The next pass writes each piece's positions into its slot; attention reads them
-        from there (`models.attention`)."""
+        from there (`models.language.attention`)."""
         self._prefill, self._decode = packed, None
 
     def plan_decode(self, rows: int, positions: torch.Tensor, window: int) -> None:

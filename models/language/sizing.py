@@ -76,7 +76,7 @@ class Sizing:
 
 
 def prefix_entry_bytes(llm: PretrainedConfig, dtype: torch.dtype, max_prompt: int) -> int:
-    """One prefix cache entry (`models.prefix_cache`): a prompt's embeddings, keys and values."""
+    """One prefix cache entry (`models.language.prefix_cache`): a prompt's embeddings, keys and values."""
     return max_prompt * (kv_bytes_per_position(llm, dtype) + llm.hidden_size * dtype.itemsize)
 
 

@@ -28,11 +28,11 @@ import torch
 
 from kernels.dino_prune import WINDOW, window_prune
 from models.arithmetic import always_prune_from, cap_indices, unpad_size
-from models.encoded import EncodedVideo
-from models.frames import Frame
 from models.model import LongVU
-from models.preprocess import DINO, SIGLIP, TowerPreprocess, preprocess_on_device
-from models.tower_steps import FixedSteps, TowerSteps
+from models.vision.encoded import EncodedVideo
+from models.vision.frames import Frame
+from models.vision.preprocess import DINO, SIGLIP, TowerPreprocess, preprocess_on_device
+from models.vision.tower_steps import FixedSteps, TowerSteps
 
 T = TypeVar("T")
 DeviceStep = Callable[[Callable[[], T]], T]

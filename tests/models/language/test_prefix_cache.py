@@ -6,14 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.batching import ContinuousBatch, Sequence
 from models.build import build_inputs
-from models.kv_cache import SlotCache
-from models.prefix_cache import PrefixCache
-from models.sampling import SamplingParams
-from models.yes_no import YesNo
+from models.language.batching import ContinuousBatch, Sequence
+from models.language.kv_cache import SlotCache
+from models.language.prefix_cache import PrefixCache
+from models.language.sampling import SamplingParams
+from models.language.yes_no import YesNo
+from tests.models.language.test_batching import alone, run_all
 from tests.models.synthetic import synthetic_encoded
-from tests.models.test_batching import alone, run_all
 
 TOKENS = 6
 

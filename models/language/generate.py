@@ -1,6 +1,6 @@
 """Generation for one prompt at a time (tools, tests, benchmarks) and streaming detokenization.
 
-The server batches many questions through `models.batching.ContinuousBatch`; this module
+The server batches many questions through `models.language.batching.ContinuousBatch`; this module
 runs one prompt through the same class, so there is one decoding path.
 """
 
@@ -13,9 +13,9 @@ import torch
 from tokenizers.decoders import DecodeStream
 from transformers import PreTrainedTokenizerBase
 
-from models.batching import ContinuousBatch, Sequence
+from models.language.batching import ContinuousBatch, Sequence
+from models.language.sampling import SamplingParams, generator_for
 from models.model import LongVU
-from models.sampling import SamplingParams, generator_for
 
 
 def default_stop_ids(model: LongVU, params: SamplingParams) -> AbstractSet[int]:

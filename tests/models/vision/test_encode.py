@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from models.arithmetic import always_prune_from
-from models.encode import EmptyVideoError, encode_video
-from models.encoded import EncodedFormatError, EncodedVideo
-from models.frames import sample_frames
-from models.tower_steps import FixedSteps, TimedSteps
+from models.vision.encode import EmptyVideoError, encode_video
+from models.vision.encoded import EncodedFormatError, EncodedVideo
+from models.vision.frames import sample_frames
+from models.vision.tower_steps import FixedSteps, TimedSteps
 from tests.videos import write_video
 
 
@@ -29,7 +29,7 @@ def test_static_video_keeps_only_each_windows_middle_frame(model, static_long_vi
 
 def test_pruning_takes_the_batch_in_one_call_and_the_towers_take_chunks(
         model, static_long_video: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    from models import encode
+    from models.vision import encode
 
     pruned: list[int] = []
     towers: list[int] = []

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from models.kv_cache import SlotCache
+from models.language.kv_cache import SlotCache
 
 
 class PrefixCache:

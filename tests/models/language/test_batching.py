@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.batching import ContinuousBatch, Emitted, Sequence, buckets, windows
 from models.build import build_inputs
-from models.generate import generate_ids
-from models.sampling import SamplingParams
-from models.yes_no import YesNo
+from models.language.batching import ContinuousBatch, Emitted, Sequence, buckets, windows
+from models.language.generate import generate_ids
+from models.language.sampling import SamplingParams
+from models.language.yes_no import YesNo
 from tests.models.synthetic import synthetic_encoded
 
 QUESTIONS = ((2, "Describe it."), (3, "What is the person holding in the left hand?"), (1, "Why?"), (2, "Who?"))
@@ -153,7 +153,7 @@ def test_cuda_graph_decoding_equals_eager(tiny_checkpoint, prompts) -> None:  # 
 def test_a_decode_shape_without_a_graph_runs_eagerly() -> None:
     """Per shape: what failed to capture (here: never captured) runs the eager forward; the
     captured shapes would replay."""
-    from models.batching import DecodeGraphs
+    from models.language.batching import DecodeGraphs
 
     calls: list[tuple[int, int]] = []
     graphs = DecodeGraphs(lambda rows, window: calls.append((rows, window)) or torch.zeros(rows, 3))

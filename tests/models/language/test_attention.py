@@ -8,10 +8,10 @@ import torch.nn.functional as F
 from transformers.integrations import sdpa_attention as sdpa_module
 from transformers.integrations.sdpa_attention import repeat_kv
 
-from models.attention import NAME, PackedPrefill, Piece, grouped_attention
-from models.batching import ContinuousBatch, Sequence
-from models.kv_cache import SlotCache
-from models.sampling import SamplingParams
+from models.language.attention import NAME, grouped_attention
+from models.language.batching import ContinuousBatch, Sequence
+from models.language.kv_cache import PackedPrefill, Piece, SlotCache
+from models.language.sampling import SamplingParams
 
 
 def test_the_llm_runs_our_attention(model) -> None:  # type: ignore[no-untyped-def]

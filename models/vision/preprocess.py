@@ -44,7 +44,7 @@ class TowerPreprocess:
 
     def on_device(self, staged: torch.Tensor, device: torch.device) -> torch.Tensor:
         """The device's part: upload, resize and normalise [B, H, W, 3] uint8 frames, stacked
-        on the host (`models.staging`, on the ingest's thread, not the device's)."""
+        on the host (`models.vision.staging`, on the ingest's thread, not the device's)."""
         return self.normalise(self.resize_on(staged.to(device, non_blocking=True).permute(0, 3, 1, 2)))
 
     def normalise(self, resized: torch.Tensor) -> torch.Tensor:

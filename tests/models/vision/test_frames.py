@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from models.frames import sample_frames
+from models.vision.frames import sample_frames
 from tests.videos import write_video
 
 

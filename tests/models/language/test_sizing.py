@@ -7,7 +7,7 @@ import torch
 from transformers import Qwen2Config
 
 from bench.released import QWEN2_7B
-from models.sizing import GIB, NotEnoughMemory, kv_bytes_per_position, sizing, slot_positions
+from models.language.sizing import GIB, NotEnoughMemory, kv_bytes_per_position, sizing, slot_positions
 
 
 def test_qwen2_7b_keys_and_values_per_position_and_answer() -> None:

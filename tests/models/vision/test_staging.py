@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from models.staging import BLOCK_ALIGN, StagingPool
+from models.vision.staging import BLOCK_ALIGN, StagingPool
 
 
 def frames(n: int, height: int = 90, width: int = 160, seed: int = 0) -> list[np.ndarray]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.sampling import SamplingParams, choose
+from models.language.sampling import SamplingParams, choose
 
 GREEDY, HOT = SamplingParams(), SamplingParams(temperature=1.0)
 

@@ -17,8 +17,7 @@ once per query head of a group (7x at Qwen2-7B's 28/4 heads; ~1.9 GB a layer at 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -26,43 +25,9 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
-if TYPE_CHECKING:
-    from models.kv_cache import SlotCache
+from models.language.kv_cache import PackedPrefill
 
 NAME = "longvu"
-
-
-@dataclass(frozen=True)
-class Piece:
-    """Positions [start, end) of the prompt in `slot`, at `offset` in the packed pass."""
-
-    slot: int
-    start: int
-    end: int
-    offset: int
-
-    @property
-    def length(self) -> int:
-        return self.end - self.start
-
-
-@dataclass(frozen=True)
-class PackedPrefill:
-    pieces: list[Piece]
-    cache: SlotCache
-
-    @property
-    def positions(self) -> torch.Tensor:
-        return torch.cat([torch.arange(p.start, p.end) for p in self.pieces])
-
-    @property
-    def last_positions(self) -> torch.Tensor:
-        """Where in the pass each piece ends (its logits give a finished prompt's first token)."""
-        return torch.tensor([p.offset + p.length - 1 for p in self.pieces])
-
-    def no_masks(self) -> dict[str, None]:
-        """transformers' ready-made mask mapping: none, so it builds no dense mask."""
-        return dict.fromkeys(("full_attention", "sliding_attention"))
 
 
 def grouped_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor,

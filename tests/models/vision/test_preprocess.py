@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.preprocess import DINO, SIGLIP, pad_to_square, preprocess_on_device
-from models.staging import StagingPool
+from models.vision.preprocess import DINO, SIGLIP, pad_to_square, preprocess_on_device
+from models.vision.staging import StagingPool
 
 
 def test_pad_to_square_centres_on_mean_colour() -> None:

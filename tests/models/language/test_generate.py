@@ -3,9 +3,9 @@ import re
 import torch
 
 from models.build import build_inputs
-from models.generate import Detokenizer, generate_ids, generate_text
-from models.prompt import IMAGE_TOKEN_INDEX, prompt_ids, stop_token_ids
-from models.sampling import SamplingParams
+from models.language.generate import Detokenizer, generate_ids, generate_text
+from models.language.prompt import IMAGE_TOKEN_INDEX, prompt_ids, stop_token_ids
+from models.language.sampling import SamplingParams
 from tests.models.synthetic import synthetic_encoded
 
 
@@ -97,7 +97,7 @@ def test_detokenizer_holds_back_split_characters(model) -> None:  # type: ignore
 
 
 def test_generation_config_fills_what_a_question_leaves_open(model, tiny_checkpoint) -> None:  # type: ignore[no-untyped-def]
-    from models.sampling import GenerationDefaults
+    from models.language.sampling import GenerationDefaults
 
     defaults = GenerationDefaults.from_dir(tiny_checkpoint)
     assert (defaults.top_p, defaults.top_k, defaults.repetition_penalty) == (0.8, 20, 1.05)
@@ -112,7 +112,7 @@ def test_generation_config_fills_what_a_question_leaves_open(model, tiny_checkpo
 def test_repetition_penalty_as_transformers_applies_it(model) -> None:  # type: ignore[no-untyped-def]
     from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
 
-    from models.batching import ContinuousBatch, Sequence
+    from models.language.batching import ContinuousBatch, Sequence
 
     # The batch's penalty, on rows of different penalties and answers at once.
     batch = ContinuousBatch(model, slots=3, length=64)

@@ -1,7 +1,7 @@
 import torch
 
 from models.config import LongVUConfig
-from models.connector import Connector
+from models.vision.connector import Connector
 
 
 def sva_attention_mask(size: tuple[int, int]) -> torch.Tensor:
