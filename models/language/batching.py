@@ -3,17 +3,18 @@
 Slots stay packed: the decoding questions hold slots 0..n-1 and the questions waiting for
 their prompts to be prefilled hold the next ones, first come first. A prefill pass packs
 as many of those prompts as fit in `prefill_tokens` positions, in order, into one forward
-(`models.language.attention`). With nothing decoding a prompt is never cut (the first one goes whole
-however long); while answers decode, a first prompt longer than `prefill_tokens` is cut
-and continues next pass, so a pass stalls them by at most `prefill_tokens` positions. A decode step runs the first `rows` slots,
-`rows` the smallest bucket that covers n, and attends to the first `window` positions, the
-smallest multiple of `window_block` that holds the longest row: attention reads what the
-questions hold, not the cache's full length. Padding rows write to the scratch position.
-On CUDA each (rows, window) step is a captured graph: one launch per token for the whole
-model. A scoring sequence (`scorer` set: moments, watches) leaves at the end of its
-prefill with its yes/no score instead of a first token. With `prefix_entries`, a prompt that
-begins as a stored one (`models.language.prefix_cache`: another question about the same video)
-takes those positions' keys and values and prefills only the rest.
+(`models.language.attention`). With nothing decoding a prompt is never cut (the first one
+goes whole however long); while answers decode, a first prompt longer than `prefill_tokens`
+is cut and continues next pass, so a pass stalls them by at most `prefill_tokens` positions.
+A decode step runs the first `rows` slots, `rows` the smallest bucket that covers n, and
+attends to the first `window` positions, the smallest multiple of `window_block` that holds
+the longest row: attention reads what the questions hold, not the cache's full length.
+Padding rows write to the scratch position. On CUDA each (rows, window) step is a captured
+graph: one launch per token for the whole model. A scoring sequence (`scorer` set: moments,
+watches) leaves at the end of its prefill with its yes/no score instead of a first token.
+With `prefix_entries`, a prompt that begins as a stored one (`models.language.prefix_cache`:
+another question about the same video) takes those positions' keys and values and prefills
+only the rest.
 """
 
 from __future__ import annotations
