@@ -45,9 +45,15 @@ def generate_ids(
         (emitted,) = batch.decode()
 
 
+MAX_HELD = 16  # tokens held without text before they are let out as they are
+
+
 class Detokenizer:
     """Token ids to text deltas with constant work per token; split UTF-8 characters are
-    held back until they are whole."""
+    held back until they are whole. A model that keeps emitting bytes that never make a
+    character (a loop on a lone lead byte) would hold the rest of its answer back: after
+    MAX_HELD such tokens they come out with replacement characters, and decoding starts
+    afresh, so the stream goes on."""
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
         self.tokenizer = tokenizer
@@ -59,7 +65,10 @@ class Detokenizer:
         text = self.stream.step(self.backend, token)
         if text is None:
             self.held.append(token)
-            return ""
+            if len(self.held) < MAX_HELD:
+                return ""
+            self.stream = DecodeStream(skip_special_tokens=True)
+            return self.flush()
         self.held.clear()
         return text
 

@@ -3,7 +3,7 @@ import re
 import torch
 
 from models.build import build_inputs
-from models.language.generate import Detokenizer, generate_ids, generate_text
+from models.language.generate import MAX_HELD, Detokenizer, generate_ids, generate_text
 from models.language.prompt import IMAGE_TOKEN_INDEX, prompt_ids, stop_token_ids
 from models.language.sampling import SamplingParams
 from tests.models.synthetic import synthetic_encoded
@@ -94,6 +94,19 @@ def test_detokenizer_holds_back_split_characters(model) -> None:  # type: ignore
     cut = Detokenizer(model.tokenizer)
     partial = "".join(cut.push(i) for i in model.tokenizer.encode("✓", add_special_tokens=False)[:-1])
     assert partial == "" and cut.flush() != ""  # an unfinished character comes out at the end
+
+
+def test_bytes_that_never_make_a_character_do_not_stall_the_stream(model) -> None:  # type: ignore[no-untyped-def]
+    """A loop on a lone lead byte: its tokens come out, as replacement characters, every
+    MAX_HELD tokens; a word after them decodes as itself."""
+    lead = model.tokenizer.encode("✓", add_special_tokens=False)[0]  # 0xE2, the first of three bytes
+    assert model.tokenizer.decode([lead]) == "\ufffd"
+    detok = Detokenizer(model.tokenizer)
+    deltas = [detok.push(lead) for _ in range(2 * MAX_HELD + 3)]
+    assert [i for i, d in enumerate(deltas) if d] == [MAX_HELD - 1, 2 * MAX_HELD - 1]
+    assert set("".join(deltas)) == {"\ufffd"} and len(detok.held) == 3
+    word = model.tokenizer.encode(" hello", add_special_tokens=False)
+    assert "".join(detok.push(i) for i in word).endswith(" hello")
 
 
 def test_generation_config_fills_what_a_question_leaves_open(model, tiny_checkpoint) -> None:  # type: ignore[no-untyped-def]
