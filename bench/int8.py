@@ -24,17 +24,14 @@ from transformers import Qwen2Config, Qwen2ForCausalLM
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.released import QWEN2_7B  # noqa: E402
-from models.language.int8 import Agreement, agreement, quantize_linears  # noqa: E402
+from models.language.int8 import Agreement, quantized_agreement  # noqa: E402
 from models.model import load_longvu  # noqa: E402
 from models.tiny import write_tiny_checkpoint  # noqa: E402
 
 
 def compare(llm: torch.nn.Module, positions: int) -> Agreement:
     ids = torch.randint(0, llm.config.vocab_size, (1, positions), generator=torch.Generator().manual_seed(0))
-    with torch.inference_mode():
-        reference = llm(input_ids=ids).logits[0]
-        quantize_linears(llm)
-        return agreement(reference, llm(input_ids=ids).logits[0])
+    return quantized_agreement(llm, ids)
 
 
 def row(name: str, positions: int, seen: Agreement) -> str:

@@ -30,8 +30,8 @@ class Int8Linear(nn.Module):
         self.in_features, self.out_features = in_features, out_features
         self.register_buffer("qweight", torch.zeros(out_features, in_features, dtype=torch.int8, device=device))
         self.register_buffer("scale", torch.ones(out_features, dtype=torch.float32, device=device))
-        self.bias = nn.Parameter(torch.zeros(out_features, dtype=dtype, device=device), requires_grad=False) if bias \
-            else None
+        self.register_parameter("bias", nn.Parameter(torch.zeros(out_features, dtype=dtype, device=device),
+                                                     requires_grad=False) if bias else None)
 
     @classmethod
     def quantize(cls, linear: nn.Linear) -> Int8Linear:
@@ -97,3 +97,11 @@ def agreement(reference: torch.Tensor, quantized: torch.Tensor) -> Agreement:
     return Agreement(top1=same.float().mean().item(), decided_top1=same[decided].float().mean().item(),
                      decided=decided.float().mean().item(), cosine_min=cosine.min().item(),
                      cosine_mean=cosine.mean().item())
+
+
+def quantized_agreement(llm: nn.Module, ids: torch.Tensor) -> Agreement:
+    """The float LLM's logits for `ids` [1, L] against its own, once quantised in place."""
+    with torch.inference_mode():
+        reference = llm(input_ids=ids).logits[0]
+        quantize_linears(llm)
+        return agreement(reference, llm(input_ids=ids).logits[0])

@@ -27,10 +27,8 @@ class PrefixCache:
         self.keys = [torch.zeros(shape, dtype=t.dtype, device=device) for t in like.keys]
         self.values = [torch.zeros(shape, dtype=t.dtype, device=device) for t in like.values]
         self.embeds = torch.zeros(entries, length, hidden, dtype=dtype, device=device)
-        self.length = length
         self.stored = [0] * entries  # positions each entry holds
-        self.last_used = [0] * entries  # when each was last stored (a video asked about again is stored again)
-        self._clock = 0
+        self._recent = list(range(entries))  # least recently stored first
 
     def match(self, embeds: torch.Tensor) -> tuple[int, int]:
         """(entry, positions): the entry sharing the longest prefix with the prompt `embeds`
@@ -41,33 +39,36 @@ class PrefixCache:
         than one causal pass over the whole prompt."""
         best, need = (-1, 0), (embeds.shape[0] + 1) // 2
         for entry, stored in enumerate(self.stored):
+            floor = max(need, best[1] + 1)
             n = min(stored, embeds.shape[0] - 1)
-            if n < max(need, best[1] + 1):
+            if n < floor:
                 continue
             differs = (self.embeds[entry, :n] != embeds[:n].to(self.embeds.device)).any(dim=-1)
             common = int(torch.where(differs.any(), differs.int().argmax(), n))  # one wait on the device
-            if common >= max(need, best[1] + 1):
+            if common >= floor:
                 best = (entry, common)
         return best
 
     def load(self, entry: int, positions: int, cache: SlotCache, slot: int) -> None:
         """Copy the entry's first `positions` keys and values into `slot`."""
-        for ours, theirs in ((self.keys, cache.keys), (self.values, cache.values)):
-            for stored, slots in zip(ours, theirs, strict=True):
-                slots[slot, :, :positions].copy_(stored[entry, :, :positions])
+        for stored, slots in self._beside(cache):
+            slots[slot, :, :positions].copy_(stored[entry, :, :positions])
 
     def store(self, embeds: torch.Tensor, cache: SlotCache, slot: int, shared: tuple[int, int]) -> None:
         """Keep the prompt `embeds` whose keys and values `slot` holds. `shared`: what `match`
         found for it; the entry it shared half of itself with is this prompt's (the same
         video), else the least recently stored one is taken."""
-        if embeds.shape[0] > self.length:
-            return
-        entry = shared[0] if shared[0] >= 0 else min(range(len(self.stored)), key=self.last_used.__getitem__)
         n = embeds.shape[0]
-        for ours, theirs in ((self.keys, cache.keys), (self.values, cache.values)):
-            for stored, slots in zip(ours, theirs, strict=True):
-                stored[entry, :, :n].copy_(slots[slot, :, :n])
+        if n > self.embeds.shape[1]:
+            return
+        entry = shared[0] if shared[0] >= 0 else self._recent[0]
+        for stored, slots in self._beside(cache):
+            stored[entry, :, :n].copy_(slots[slot, :, :n])
         self.embeds[entry, :n].copy_(embeds)
         self.stored[entry] = n
-        self._clock += 1
-        self.last_used[entry] = self._clock
+        self._recent.remove(entry)
+        self._recent.append(entry)
+
+    def _beside(self, cache: SlotCache) -> zip[tuple[torch.Tensor, torch.Tensor]]:
+        """Each layer's keys, then values: ours beside the slot cache's."""
+        return zip((*self.keys, *self.values), (*cache.keys, *cache.values), strict=True)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from models.language.int8 import QMAX, Int8Linear, agreement, quantize_linears
+from models.language.int8 import QMAX, Int8Linear, agreement, quantize_linears, quantized_agreement
 from models.model import LongVU, load_longvu
 
 
@@ -88,10 +88,7 @@ def test_a_qwen2_7b_shaped_layer_agrees_with_float() -> None:
     config = Qwen2Config(hidden_size=3584, intermediate_size=18944, num_hidden_layers=1, num_attention_heads=28,
                          num_key_value_heads=4, vocab_size=152064)
     llm = Qwen2ForCausalLM(config).eval()
-    ids = torch.randint(0, config.vocab_size, (1, 256))
-    reference = _logits(llm, ids)
-    quantize_linears(llm)
-    seen = agreement(reference, _logits(llm, ids))
+    seen = quantized_agreement(llm, torch.randint(0, config.vocab_size, (1, 256)))
     assert seen.decided >= 0.2  # enough positions to judge by
     assert seen.decided_top1 >= 0.99
     assert seen.cosine_min >= 0.999
