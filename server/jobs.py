@@ -8,6 +8,7 @@ replicas, and its expiry is what stops a crashed job from leaving a video in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -210,7 +211,15 @@ class JobRunner:
             received.path, info, self.decoder_slots, self.settings.decoder_threads,
             self.settings.decode_timeout_s, int(self.settings.max_duration_s) + 2, self.settings.sampling,
         )
-        keeper = asyncio.create_task(self._keep_alive(video_id, status, job, info.duration_s))
+        quiet = asyncio.Event()
+        keeper = asyncio.create_task(self._keep_alive(video_id, status, job, info.duration_s, quiet))
+
+        async def silence_keeper() -> None:
+            """Its last progress write lands before the final status: a `processing` written
+            after `ready` or `failed` would outlive the lease and read as a lost job."""
+            quiet.set()
+            await asyncio.gather(keeper, return_exceptions=True)
+
         self.metrics.jobs_in_progress.inc()
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
@@ -220,6 +229,7 @@ class JobRunner:
             encoded = await loop.run_in_executor(self.executor, self._encode, decoder, job, info)
             data = await loop.run_in_executor(self.executor, encoded.to_bytes)
             ready = ready_status(video_id, encoded, len(data), decoder.strategy, status["created_at"])
+            await silence_keeper()
             if not await self._retrying(lambda: self.store.finish(video_id, job.lease, data, ready)):
                 raise JobCancelled
             took = time.perf_counter() - started
@@ -238,6 +248,7 @@ class JobRunner:
         except Exception as exc:  # every failure ends as a `failed` status the client can read
             code, message = failure(exc, "ingest_failed", "the video could not be processed", log)
             self.metrics.videos_encoded.labels("failed").inc()
+            await silence_keeper()
             failed = dict(status, status="failed", error=message, error_code=code, updated_at=time.time())
             try:  # not when the video was deleted or taken over meanwhile
                 await self._retrying(lambda: self.store.put_status(video_id, failed, job.lease))
@@ -287,10 +298,15 @@ class JobRunner:
         self.metrics.decode_time.observe(decode_s)
         return encoded
 
-    async def _keep_alive(self, video_id: str, status: dict, job: Job, duration: float) -> None:
+    async def _keep_alive(self, video_id: str, status: dict, job: Job, duration: float,
+                          quiet: asyncio.Event) -> None:
+        """Renews the lease and writes progress until the job is cancelled or `quiet` is set."""
         last_renew = last_log = time.monotonic()
         while True:
-            await asyncio.sleep(PROGRESS_INTERVAL_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(quiet.wait(), PROGRESS_INTERVAL_S)
+            if quiet.is_set():
+                return
             if time.monotonic() - last_log >= LOG_INTERVAL_S:
                 last_log = time.monotonic()
                 log_progress(video_id, job.progress, duration)

@@ -22,7 +22,7 @@ from models.export_llm import export_llm  # noqa: E402
 from models.model import LongVU, load_longvu  # noqa: E402
 from models.tiny import write_tiny_checkpoint  # noqa: E402
 from server.settings import Settings  # noqa: E402
-from tests.harness import RedisClusterServer, RedisServer, ServerThread, VllmServer  # noqa: E402
+from tests.harness import RedisClusterServer, RedisServer, ServerThread, TcpRelay, VllmServer  # noqa: E402
 from tests.live import HlsServer  # noqa: E402
 from tests.videos import write_video  # noqa: E402
 
@@ -102,11 +102,19 @@ def vllm_server(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory)
 
 
 @pytest.fixture(scope="session")
+def vllm_relay(vllm_server: VllmServer) -> Iterator[TcpRelay]:
+    """The remote server reaches vLLM through it: the tests see its upstream connections."""
+    relay = TcpRelay(vllm_server.port)
+    yield relay
+    relay.close()
+
+
+@pytest.fixture(scope="session")
 def remote_server(tiny_checkpoint: Path, redis_server: RedisServer, upload_dir: Path,
-                  vllm_server: VllmServer) -> Iterator[ServerThread]:
+                  vllm_relay: TcpRelay) -> Iterator[ServerThread]:
     """A server whose answers come from vLLM; it shares the main server's Redis (and so its
     cached videos)."""
-    settings = server_settings(tiny_checkpoint, redis_server.url, upload_dir, llm_url=vllm_server.url,
+    settings = server_settings(tiny_checkpoint, redis_server.url, upload_dir, llm_url=vllm_relay.url,
                                llm_timeout_s=20.0, max_new_tokens=14000)
     server = ServerThread(settings).start()
     yield server

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import shutil
@@ -173,6 +174,63 @@ class VllmServer:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(30)
             self.process = None
+
+
+class TcpRelay:
+    """A TCP relay on loopback in front of a port (vLLM's): each completions request that
+    passes it gets an event, set once the connection that carried it has closed."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.completions: list[threading.Event] = []
+        threading.Thread(target=self._accept, name="relay", daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def close(self) -> None:
+        self.listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            threading.Thread(target=self._relay, args=(client,), name="relay-connection", daemon=True).start()
+
+    def _relay(self, client: socket.socket) -> None:
+        closed = threading.Event()
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+        except OSError:  # nothing listens there (vLLM killed): the client sees its connection close
+            client.close()
+            return
+        upstream.settimeout(None)
+
+        def pump(source: socket.socket, sink: socket.socket, requests: bool) -> None:
+            try:
+                while data := source.recv(1 << 16):
+                    # A request's first read starts with its request line (HTTP/1.1 does not pipeline).
+                    if requests and data.startswith(b"POST /v1/completions "):
+                        self.completions.append(closed)
+                    sink.sendall(data)
+            except OSError:
+                pass
+            for end in (source, sink):  # either side closing closes both
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+
+        replies = threading.Thread(target=pump, args=(upstream, client, False), daemon=True)
+        replies.start()
+        pump(client, upstream, True)
+        replies.join()
+        client.close()
+        upstream.close()
+        closed.set()
 
 
 @contextmanager

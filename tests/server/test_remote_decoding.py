@@ -3,12 +3,13 @@ server, against the embedded engine's answers for the same checkpoint, video and
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.harness import ServerThread, VllmServer
+from tests.harness import ServerThread, TcpRelay, VllmServer
 from tests.server.test_ask import ask, metric, sse_events, upload_ready
 
 GOLDEN = Path(__file__).parents[1] / "golden"
@@ -47,44 +48,58 @@ def test_streamed_remote_answer(remote_server: ServerThread, clips: dict[str, st
     assert events[-1][1]["timings"]["ttft_s"] > 0
 
 
-def test_a_client_that_leaves_frees_the_vllm_slot(remote_server: ServerThread, vllm_server: VllmServer,
-                                                  clips: dict[str, str]) -> None:
-    """Our upstream stream closes with the client, so vLLM stops generating (its running
-    gauge back to 0) long before the answer's 14,000 tokens (several seconds of its time)."""
-    before = vllm_server.metric("vllm:generation_tokens_total")
+def upstream_request(relay: TcpRelay, before: int) -> threading.Event:
+    """The one completions request sent through the relay since it had carried `before`."""
+    deadline = time.monotonic() + 10
+    while len(relay.completions) == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [request] = relay.completions[before:]
+    return request
+
+
+def test_a_client_that_leaves_closes_its_vllm_stream(remote_server: ServerThread, vllm_relay: TcpRelay,
+                                                     clips: dict[str, str]) -> None:
+    """The client leaves while vLLM generates a 14,000-token answer: our stream to vLLM
+    closes at once, which is vLLM's signal to abort the request. The test watches that
+    connection, not vLLM's counters: on a 2-core box vLLM's CPU build at times streams
+    nothing and notices no disconnect until a request ends (README, the vLLM path)."""
+    before = len(vllm_relay.completions)
     body = {"question": "Go on.", "max_new_tokens": 14000, "ignore_eos": True}
     with remote_server.client() as client:
         with client.stream("POST", f"/videos/{clips['short']}/ask", json=body) as response:
-            assert next(sse_events(response))[0] == "token"
-    settled, last = time.monotonic(), -1.0
-    while time.monotonic() - settled < 3:  # vLLM publishes its counters after its steps
-        generated = vllm_server.metric("vllm:generation_tokens_total")
-        if generated != last:
-            settled, last = time.monotonic(), generated
-        time.sleep(0.2)
-    assert last - before < 14000 and vllm_server.metric("vllm:num_requests_running") == 0
+            assert response.status_code == 200
+            upstream = upstream_request(vllm_relay, before)
+            assert not upstream.is_set()
+    assert upstream.wait(5)
+    deadline = time.monotonic() + 5
+    while metric(remote_server, "longvu_asks_open") and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert metric(remote_server, "longvu_asks_open") == 0
 
 
 def test_vllm_killed_mid_answer_then_back(remote_server: ServerThread, vllm_server: VllmServer,
-                                          clips: dict[str, str]) -> None:
-    """The running answer ends with an `llm_unavailable` error event; readiness and new
-    questions say 503 with Retry-After; once vLLM is back, questions are answered again."""
+                                          vllm_relay: TcpRelay, clips: dict[str, str]) -> None:
+    """vLLM dies while it generates an answer: the answer ends with an `llm_unavailable`
+    error event; readiness and new questions say 503 with Retry-After; once vLLM is back,
+    questions are answered again."""
+    before = len(vllm_relay.completions)
     body = {"question": "Go on.", "max_new_tokens": 14000, "ignore_eos": True}
-    with remote_server.client() as client:
-        with client.stream("POST", f"/videos/{clips['short']}/ask", json=body) as response:
-            events = sse_events(response)
-            assert next(events)[0] == "token"
-            vllm_server.kill()
-            rest = list(events)
-        assert rest[-1][0] == "error" and rest[-1][1]["code"] == "llm_unavailable"
-        ready = client.get("/readyz")
-        assert ready.status_code == 503 and ready.json()["error"]["code"] == "llm_unavailable"
-        refused = ask(remote_server, clips["short"], stream=False)
-        assert refused.status_code == 503 and refused.json()["error"]["code"] == "llm_unavailable"
-        assert refused.headers["Retry-After"]
-        assert client.get("/healthz").status_code == 200
-    vllm_server.start()
+    try:
+        with remote_server.client() as client:
+            with client.stream("POST", f"/videos/{clips['short']}/ask", json=body) as response:
+                upstream_request(vllm_relay, before)
+                vllm_server.kill()
+                events = list(sse_events(response))
+            assert events[-1][0] == "error" and events[-1][1]["code"] == "llm_unavailable"
+            ready = client.get("/readyz")
+            assert ready.status_code == 503 and ready.json()["error"]["code"] == "llm_unavailable"
+            refused = ask(remote_server, clips["short"], stream=False)
+            assert refused.status_code == 503 and refused.json()["error"]["code"] == "llm_unavailable"
+            assert refused.headers["Retry-After"]
+            assert client.get("/healthz").status_code == 200
+    finally:
+        if vllm_server.process is None:
+            vllm_server.start()
     deadline = time.monotonic() + 30
     with remote_server.client() as client:
         while client.get("/readyz").status_code != 200 and time.monotonic() < deadline:
