@@ -14,7 +14,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -100,6 +100,16 @@ class RedisServer:
             self.process.kill()
             self.process.wait(10)
             self.process = None
+
+
+def wait_until(check: Callable[[], bool], timeout: float) -> bool:
+    """Whether `check` holds within `timeout` seconds (polled every 0.1 s)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return check()
 
 
 def wait_until_ok(url: str, process: subprocess.Popen, timeout: float, what: str, interval: float = 0.1) -> None:

@@ -4,12 +4,11 @@ server, against the embedded engine's answers for the same checkpoint, video and
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.harness import ServerThread, TcpRelay, VllmServer
+from tests.harness import ServerThread, TcpRelay, VllmServer, wait_until
 from tests.server.test_ask import ask, metric, sse_events, upload_ready
 
 GOLDEN = Path(__file__).parents[1] / "golden"
@@ -50,9 +49,7 @@ def test_streamed_remote_answer(remote_server: ServerThread, clips: dict[str, st
 
 def upstream_request(relay: TcpRelay, before: int) -> threading.Event:
     """The one completions request sent through the relay since it had carried `before`."""
-    deadline = time.monotonic() + 10
-    while len(relay.completions) == before and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert wait_until(lambda: len(relay.completions) > before, 10)
     [request] = relay.completions[before:]
     return request
 
@@ -71,10 +68,7 @@ def test_a_client_that_leaves_closes_its_vllm_stream(remote_server: ServerThread
             upstream = upstream_request(vllm_relay, before)
             assert not upstream.is_set()
     assert upstream.wait(5)
-    deadline = time.monotonic() + 5
-    while metric(remote_server, "longvu_asks_open") and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert metric(remote_server, "longvu_asks_open") == 0
+    assert wait_until(lambda: metric(remote_server, "longvu_asks_open") == 0, 5)
 
 
 def test_vllm_killed_mid_answer_then_back(remote_server: ServerThread, vllm_server: VllmServer,
@@ -100,11 +94,8 @@ def test_vllm_killed_mid_answer_then_back(remote_server: ServerThread, vllm_serv
     finally:
         if vllm_server.process is None:
             vllm_server.start()
-    deadline = time.monotonic() + 30
     with remote_server.client() as client:
-        while client.get("/readyz").status_code != 200 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert client.get("/readyz").status_code == 200
+        assert wait_until(lambda: client.get("/readyz").status_code == 200, 30)
     answered = ask(remote_server, clips["short"], stream=False)
     assert answered.status_code == 200 and answered.json()["answer"]
 

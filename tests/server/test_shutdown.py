@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from tests.conftest import server_settings
-from tests.harness import RedisServer, ServerProcess, ServerThread
+from tests.harness import RedisServer, ServerProcess, ServerThread, wait_until
 from tests.server.test_ask import metric, sse_events, upload_ready
 from tests.videos import write_video
 
@@ -51,15 +51,6 @@ def abandon(server: ServerProcess | ServerThread, request: tuple[str, dict]) -> 
 
 def asks_open(server: ServerProcess | ServerThread) -> float:
     return metric(server, "longvu_asks_open")  # type: ignore[arg-type]
-
-
-def wait_until(check, timeout: float) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return check()
 
 
 def test_abandoned_non_streamed_asks_all_end(process_server: ServerProcess, video_dir: Path) -> None:
