@@ -53,10 +53,13 @@ class RequestLimits:
                                  None, path)(scope, receive, send)
             return
         seen = 0
+        body_done = False
         timeout = self.settings.body_read_timeout_s
 
         async def limited() -> Message:
-            nonlocal seen
+            nonlocal seen, body_done
+            if body_done:  # what follows is the wait for a disconnect: as long as a stream lasts
+                return await receive()
             try:
                 message = await asyncio.wait_for(receive(), timeout)
             except TimeoutError as exc:
@@ -65,6 +68,7 @@ class RequestLimits:
                 seen += len(message.get("body", b""))
                 if seen > limit:
                     raise ApiError(413, "too_large", f"the request body is larger than {limit} bytes")
+                body_done = not message.get("more_body", False)
             return message
 
         await self.app(scope, limited, send)

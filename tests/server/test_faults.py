@@ -19,7 +19,7 @@ import redis
 
 from tests.conftest import server_settings
 from tests.harness import RedisServer, ServerThread, gated_rounds
-from tests.server.test_ask import ask, metric, upload_ready
+from tests.server.test_ask import ask, metric, sse_events, upload_ready
 from tests.videos import write_video
 
 
@@ -273,6 +273,23 @@ def test_a_body_that_stalls_times_out(start: Start, redis_server: RedisServer, s
             data += chunk
     assert data.startswith(b"HTTP/1.1 408") and b"body_timeout" in data
     assert list(spool.iterdir()) == []
+
+
+def test_a_stream_outlives_the_body_read_timeout(start: Start, redis_server: RedisServer, spool: Path,
+                                                 video_dir: Path) -> None:
+    """The body read timeout bounds the wait for a request's body, not a streamed answer
+    that goes on after it (nor a client that would leave meanwhile)."""
+    server = start(redis_server, spool, body_read_timeout_s=0.3)
+    video_id = upload_ready(server, write_video(video_dir / "fault-l.mp4", seconds=2, fps=2, seed=93))
+    body = {"question": "Go on.", "max_new_tokens": 6, "ignore_eos": True}
+    with gated_rounds(server.services.engine) as gate, server.client() as client:
+        with client.stream("POST", f"/videos/{video_id}/ask", json=body) as response:
+            assert response.status_code == 200
+            time.sleep(1.0)  # the answer held for over three timeouts, its stream open
+            gate.release(100)
+            events = list(sse_events(response))
+    assert {kind for kind, _ in events[:-1]} == {"token"} and events[-1][0] == "done"
+    assert events[-1][1]["usage"]["completion_tokens"] == 6
 
 
 def test_redis_killed_during_an_answer(start: Start, aof_redis: RedisServer, spool: Path,
