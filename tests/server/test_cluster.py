@@ -15,9 +15,9 @@ from redis.cluster import RedisCluster
 
 from server.cache.store import Keys
 from tests.conftest import server_settings
-from tests.harness import RedisClusterServer, ServerThread
+from tests.harness import RedisClusterServer, ServerThread, wait_until
 from tests.server.test_ask import ask, metric
-from tests.server.test_faults import hold, post, wait_for
+from tests.server.test_faults import hold, post
 from tests.videos import write_video
 
 
@@ -99,7 +99,7 @@ def test_a_master_killed_mid_ingest_fails_over(tiny_checkpoint: Path, upload_dir
         started = time.monotonic()
         master.kill()
         release.set()
-        wait_for(lambda: promoted(cluster, keys.lease(video_id), master), timeout=30)
+        assert wait_until(lambda: promoted(cluster, keys.lease(video_id), master), 30)
         failed_over = time.monotonic() - started
         status = server.wait_ready(video_id, timeout=60)
         outcome_at = time.monotonic() - started
@@ -126,7 +126,7 @@ def test_a_master_killed_mid_ingest_fails_over(tiny_checkpoint: Path, upload_dir
         for node in cluster.nodes:
             node.start()
         cluster.wait_healthy()
-        wait_for(lambda: server.client().get("/readyz").status_code == 200, timeout=30)
+        assert wait_until(lambda: server.client().get("/readyz").status_code == 200, 30)
         assert post(server, video).status_code == 202
         assert server.wait_ready(video_id, timeout=60)["status"] == "ready"
         assert list(upload_dir.iterdir()) == []

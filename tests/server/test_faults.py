@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from tests.conftest import server_settings
-from tests.harness import RedisServer, ServerThread, gated_rounds
+from tests.harness import RedisServer, ServerThread, gated_rounds, wait_until
 from tests.server.test_ask import ask, metric, sse_events, upload_ready
 from tests.videos import write_video
 
@@ -67,13 +67,6 @@ def post(server: ServerThread, video: Path):  # type: ignore[no-untyped-def]
         return client.post("/videos", files={"file": ("v.mp4", video.read_bytes())})
 
 
-def wait_for(check, timeout: float = 30) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 def test_redis_down_at_upload_then_back(start: Start, aof_redis: RedisServer, spool: Path,
                                         video_dir: Path) -> None:
     server = start(aof_redis, spool)
@@ -86,7 +79,7 @@ def test_redis_down_at_upload_then_back(start: Start, aof_redis: RedisServer, sp
     with server.client() as client:
         assert client.get("/readyz").status_code == 503
     aof_redis.start()
-    wait_for(lambda: server.client().get("/readyz").status_code == 200)
+    assert wait_until(lambda: server.client().get("/readyz").status_code == 200, 30)
     assert server.wait_ready(post(server, video).json()["id"])["status"] == "ready"
 
 
@@ -124,7 +117,7 @@ def test_an_orphaned_lease_after_a_redis_restart_is_taken_over(start: Start, aof
     aof_redis.kill()
     aof_redis.start()
     assert client.get(keys.lease(video_id))  # it survived the restart
-    wait_for(lambda: server.client().get("/readyz").status_code == 200)
+    assert wait_until(lambda: server.client().get("/readyz").status_code == 200, 30)
     response = post(server, video)
     assert response.status_code == 202
     assert server.wait_ready(video_id, timeout=30)["status"] == "ready"
@@ -147,7 +140,7 @@ def test_a_lost_lease_stops_the_job(start: Start, redis_server: RedisServer, spo
     cancelled = metric(server, "longvu_videos_encoded_total")
     time.sleep(1.0)  # the next renewal finds the lease gone
     release.set()
-    wait_for(lambda: not server.services.jobs.jobs)
+    assert wait_until(lambda: not server.services.jobs.jobs, 30)
     assert metric(server, "longvu_videos_encoded_total") == cancelled + 1
     assert not client.exists(keys.tokens(video_id))  # the lost job wrote nothing
     assert client.get(keys.lease(video_id)) == b"another-replica"  # nor released the other's lease
@@ -163,7 +156,7 @@ def test_delete_during_processing_cancels_and_nothing_comes_back(
     with server.client() as client:
         assert client.delete(f"/videos/{video_id}").status_code == 204
         release.set()
-        wait_for(lambda: not server.services.jobs.jobs)
+        assert wait_until(lambda: not server.services.jobs.jobs, 30)
         time.sleep(0.3)
         assert client.get(f"/videos/{video_id}").status_code == 404
     keys = server.services.store.keys  # type: ignore[attr-defined]
@@ -212,7 +205,7 @@ def test_a_delete_during_ingest_sticks(start: Start, redis_server: RedisServer, 
                 assert http.get(f"/videos/{video_id}/events").status_code == 404
         finally:
             release.set()
-        wait_for(lambda: not server.services.jobs.jobs)
+        assert wait_until(lambda: not server.services.jobs.jobs, 30)
         with server.client() as http:
             assert http.get(f"/videos/{video_id}").status_code == 404
     assert list(spool.iterdir()) == []
@@ -303,14 +296,14 @@ def test_redis_killed_during_an_answer(start: Start, aof_redis: RedisServer, spo
             ask(server, video_id, stream=False, max_new_tokens=20, ignore_eos=True)))
         worker.start()
         gate.release(3)
-        wait_for(lambda: engine.running == 1)
+        assert wait_until(lambda: engine.running == 1, 30)
         aof_redis.kill()  # mid-answer: the tokens are in memory, the answer goes on
     worker.join(30)
     assert result[0].status_code == 200 and result[0].json()["usage"]["completion_tokens"] == 20
     down = ask(server, video_id, stream=False)
     assert down.status_code == 503 and down.json()["error"]["code"] == "cache_unavailable"
     aof_redis.start()
-    wait_for(lambda: server.client().get("/readyz").status_code == 200)
+    assert wait_until(lambda: server.client().get("/readyz").status_code == 200, 30)
     assert ask(server, video_id, stream=False).status_code == 200
 
 
